@@ -1,0 +1,34 @@
+"""genesis: a self-contained deep-learning framework with PyTorch's API and MoE language models."""
+from . import dtypes as _dtypes
+from .dtypes import (dtype, bool_ as bool, uint8, int8, int16, int32, int64, float16, bfloat16,
+                     float32, float64, half, float, double, short, int, long,
+                     get_default_dtype, set_default_dtype, promote_types)
+from .device import device
+from .tensor import Tensor, Size
+from . import ops as _ops
+from . import _tensor_methods  # noqa: F401  (binds operators and methods onto Tensor)
+from .ops import *  # noqa: F401,F403
+from .creation import *  # noqa: F401,F403
+from .random import manual_seed, seed, initial_seed, get_rng_state, set_rng_state, Generator
+from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
+from . import autograd
+from .backends import cuda as _cuda_backend
+
+__version__ = "0.1.0"
+
+
+def result_type(a, b):
+    """The dtype PyTorch's promotion gives ``a op b`` (tensors or Python numbers)."""
+    return _dtypes.result_type(a, b)
+
+
+def is_tensor(obj):
+    """True for genesis tensors."""
+    return isinstance(obj, Tensor)
+
+
+class cuda:
+    """``genesis.cuda.is_available()`` and friends, without importing CuPy eagerly."""
+
+    is_available = staticmethod(_cuda_backend.is_available)
+    device_count = staticmethod(_cuda_backend.device_count)

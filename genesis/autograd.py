@@ -1,0 +1,482 @@
+"""Reverse-mode autograd: Function, graph nodes, the backward engine and grad mode.
+
+A differentiable op is a ``Function`` subclass whose ``forward(ctx, *args)`` and
+``backward(ctx, *grad_outputs)`` work on raw arrays (NumPy or CuPy, via ``ctx.xp``).
+``Function.apply`` unwraps Tensors, runs ``forward`` and, when gradients are needed,
+records a ``Node`` that links the outputs to the inputs' nodes.
+"""
+import functools
+import threading
+
+import numpy as np
+
+from . import backends
+
+__all__ = ["Function", "FunctionCtx", "no_grad", "enable_grad", "set_grad_enabled",
+           "is_grad_enabled", "inference_mode", "grad", "backward", "unbroadcast"]
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled():
+    """True when operations record a graph for backward."""
+    return _mode.enabled
+
+
+class _GradContext:
+    """Base for grad-mode context managers that also work as decorators."""
+
+    _target = True
+
+    def __enter__(self):
+        self._prev = _mode.enabled
+        _mode.enabled = self._target
+
+    def __exit__(self, *exc):
+        _mode.enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__(*self._args()):
+                return fn(*args, **kwargs)
+        return wrapper
+
+    def _args(self):
+        return ()
+
+
+class no_grad(_GradContext):
+    """Context manager / decorator that disables graph recording."""
+
+    _target = False
+
+
+class inference_mode(no_grad):
+    """Alias of ``no_grad`` (genesis has no separate inference tensors)."""
+
+    def __init__(self, mode=True):
+        self._target = not mode
+
+    def _args(self):
+        return (not self._target,)
+
+
+class enable_grad(_GradContext):
+    """Context manager / decorator that enables graph recording."""
+
+    _target = True
+
+
+class set_grad_enabled(_GradContext):
+    """Set grad mode; works as a call, a context manager or a decorator, as in PyTorch."""
+
+    def __init__(self, mode):
+        self._target = bool(mode)
+        self._prev = _mode.enabled
+        _mode.enabled = self._target
+
+    def __enter__(self):
+        pass
+
+    def _args(self):
+        return (self._target,)
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``: the gradient of a broadcast from ``shape``."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and grad.shape[i + lead] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+class FunctionCtx:
+    """Per-call state shared by ``forward`` and ``backward``."""
+
+    def __init__(self):
+        self.to_save = ()
+        self.needs_input_grad = ()
+        self.non_differentiable = ()
+        self._versions = None
+        self.xp = np
+
+    def save_for_backward(self, *arrays):
+        """Keep arrays for backward; in-place changes to their tensors are detected."""
+        self.to_save = arrays
+
+    def mark_non_differentiable(self, *arrays):
+        """Outputs (by identity) that never carry a gradient, such as indices."""
+        self.non_differentiable = arrays
+
+    @property
+    def saved_tensors(self):
+        """The arrays given to ``save_for_backward``, checked against in-place modification."""
+        if self._versions:
+            for tensor, version in self._versions:
+                if tensor._version[0] != version:
+                    raise RuntimeError(
+                        "one of the variables needed for gradient computation has been modified "
+                        f"by an inplace operation: tensor of shape {tuple(tensor.shape)} and dtype "
+                        f"{tensor.dtype} is at version {tensor._version[0]}; expected version "
+                        f"{version} instead")
+        return self.to_save
+
+
+class Node:
+    """A recorded call of a Function: what backward needs to run it."""
+
+    __slots__ = ("fn", "ctx", "next_functions", "out_meta", "pre_hooks", "retains", "freed",
+                 "__weakref__")
+
+    def __init__(self, fn, ctx, next_functions, out_meta):
+        self.fn = fn
+        self.ctx = ctx
+        self.next_functions = next_functions
+        self.out_meta = out_meta
+        self.pre_hooks = None
+        self.retains = None
+        self.freed = False
+
+    @property
+    def n_outputs(self):
+        return len(self.out_meta)
+
+    def name(self):
+        """PyTorch-style node name, e.g. ``MulBackward``."""
+        return f"{self.fn.__name__}Backward"
+
+    def __repr__(self):
+        return f"<{self.name()}>"
+
+    def register_hook(self, output_nr, hook):
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        self.pre_hooks.setdefault(output_nr, []).append(hook)
+
+    def run(self, grads, retain_graph):
+        if self.freed:
+            raise RuntimeError(
+                f"{self.name()}: trying to backward through the graph a second time (or to "
+                "access saved tensors after they were freed); pass retain_graph=True to the "
+                "first backward call if you need to backward twice")
+        xp = self.ctx.xp
+        for i, g in enumerate(grads):
+            if g is None:
+                shape, dt = self.out_meta[i]
+                grads[i] = xp.zeros(shape, dtype=dt)
+        if self.pre_hooks or self.retains:
+            _run_output_hooks(self, grads)
+        result = self.fn.backward(self.ctx, *grads)
+        if not isinstance(result, tuple):
+            result = (result,)
+        n = len(self.next_functions)
+        if len(result) < n:
+            result = result + (None,) * (n - len(result))
+        if not retain_graph:
+            self.ctx = _FREED_CTX
+            self.freed = True
+        return result
+
+
+def _run_output_hooks(node, grads):
+    from .tensor import Tensor
+    for i in range(len(grads)):
+        for hook in (node.pre_hooks or {}).get(i, ()):
+            out = hook(Tensor._make(grads[i]))
+            if out is not None:
+                grads[i] = out.data
+        ref = (node.retains or {}).get(i)
+        tensor = ref() if ref is not None else None
+        if tensor is not None:
+            g = grads[i].copy()
+            tensor.grad = Tensor._make(g) if tensor.grad is None else Tensor._make(tensor.grad.data + g)
+
+
+class _FreedCtx:
+    xp = np
+
+
+_FREED_CTX = _FreedCtx()
+
+
+class AccumulateGrad:
+    """Graph sink of a leaf tensor: runs its hooks and accumulates into ``.grad``."""
+
+    __slots__ = ("variable", "next_functions", "__weakref__")
+    freed = False
+
+    def __init__(self, variable):
+        self.variable = variable
+        self.next_functions = ()
+
+    n_outputs = 1
+
+    def name(self):
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+    def accumulate(self, g):
+        from .tensor import Tensor
+        var = self.variable
+        for hook in var._hooks or ():
+            out = hook(Tensor._make(g))
+            if out is not None:
+                g = out.data
+        if g.dtype != var.data.dtype:
+            g = g.astype(var.data.dtype)
+        if var.grad is None:
+            var.grad = Tensor._make(g.copy())
+        else:
+            var.grad = Tensor._make(var.grad.data + g)
+
+
+class Function:
+    """Base class of differentiable ops; subclass with static ``forward``/``backward``.
+
+    ``forward(ctx, *args)`` receives arrays for Tensor arguments and returns an array or
+    a tuple of arrays; ``backward(ctx, *grad_outputs)`` returns one gradient (or None)
+    per ``forward`` argument.
+    """
+
+    is_view = False
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor
+        ctx = FunctionCtx()
+        raw = []
+        needs = []
+        any_grad = False
+        dev = None
+        for a in args:
+            if isinstance(a, Tensor):
+                if dev is None:
+                    dev = a.device
+                elif a.device != dev:
+                    raise RuntimeError(
+                        f"{cls.__name__}: expected all tensors to be on the same device, "
+                        f"but found {dev} and {a.device}")
+                raw.append(a.data)
+                needs.append(a.requires_grad)
+                any_grad = any_grad or a.requires_grad
+            else:
+                raw.append(a)
+                needs.append(False)
+        if dev is not None and dev.type != "cpu":
+            ctx.xp = backends.xp_for(dev)
+        record = any_grad and _mode.enabled
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        out = cls.forward(ctx, *raw, **kwargs)
+        multi = isinstance(out, tuple)
+        outs = out if multi else (out,)
+        base = args[0] if cls.is_view and isinstance(args[0], Tensor) else None
+        if base is not None:
+            base = base._base if base._base is not None else base
+            base._has_views = True
+        if not record:
+            results = tuple(Tensor._make(o, device=dev) for o in outs)
+            if base is not None:
+                for r in results:
+                    r._version = base._version
+                    r._base = base
+            return results if multi else results[0]
+        next_functions = tuple(
+            ((a._grad_node(), a._output_nr) if a.requires_grad else None)
+            if isinstance(a, Tensor) else None
+            for a in args)
+        outs = tuple(o if hasattr(o, "shape") and not np.isscalar(o) else ctx.xp.asarray(o)
+                     for o in outs)
+        node = Node(cls, ctx, next_functions, tuple((o.shape, o.dtype) for o in outs))
+        nondiff = ctx.non_differentiable
+        results = []
+        for i, o in enumerate(outs):
+            differentiable = o.dtype.kind == "f" or o.dtype.name == "bfloat16"
+            if differentiable and nondiff and any(o is n for n in nondiff):
+                differentiable = False
+            if differentiable:
+                t = Tensor._make(o, requires_grad=True, grad_fn=node, output_nr=i, device=dev)
+            else:
+                t = Tensor._make(o, device=dev)
+            if base is not None:
+                t._version = base._version
+                t._base = base
+            results.append(t)
+        if ctx.to_save:
+            _record_versions(ctx, args, results)
+        return tuple(results) if multi else results[0]
+
+
+def _record_versions(ctx, args, results):
+    from .tensor import Tensor
+    versions = []
+    for arr in ctx.to_save:
+        for t in args:
+            if isinstance(t, Tensor) and t.data is arr:
+                versions.append((t, t._version[0]))
+                break
+        else:
+            for t in results:
+                if t.data is arr:
+                    versions.append((t, t._version[0]))
+                    break
+    ctx._versions = versions
+
+
+def _run_engine(roots, root_grads, retain_graph, capture=None):
+    """Propagate ``root_grads`` from ``roots`` (pairs of node, output_nr) through the graph.
+
+    With ``capture`` (a dict ``(node, output_nr) -> slot``) gradients arriving there are
+    returned instead of accumulated into leaves' ``.grad``.
+    """
+    deps = {}
+    stack = [n for n, _ in roots]
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for nxt in node.next_functions:
+            if nxt is None:
+                continue
+            child = nxt[0]
+            deps[child] = deps.get(child, 0) + 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    buffers = {}
+    for (node, nr), g in zip(roots, root_grads):
+        buf = buffers.get(node)
+        if buf is None:
+            buf = buffers[node] = [None] * node.n_outputs
+        buf[nr] = g if buf[nr] is None else buf[nr] + g
+    captured = {} if capture is not None else None
+    ready = [n for n in buffers if deps.get(n, 0) == 0]
+    while ready:
+        node = ready.pop()
+        grads = buffers.pop(node, None)
+        if capture is not None and grads is not None:
+            for nr, g in enumerate(grads):
+                slot = capture.get((node, nr))
+                if slot is not None and g is not None:
+                    captured[slot] = g if slot not in captured else captured[slot] + g
+        if isinstance(node, AccumulateGrad):
+            if grads is not None and grads[0] is not None and capture is None:
+                node.accumulate(grads[0])
+            continue
+        if grads is None or all(g is None for g in grads):
+            in_grads = (None,) * len(node.next_functions)
+        else:
+            in_grads = node.run(grads, retain_graph)
+        for nxt, g in zip(node.next_functions, in_grads):
+            if nxt is None:
+                continue
+            child, nr = nxt
+            if g is not None:
+                shape = child.variable.data.shape if isinstance(child, AccumulateGrad) \
+                    else child.out_meta[nr][0]
+                if g.shape != shape:
+                    g = _fix_grad_shape(node, g, shape)
+                buf = buffers.get(child)
+                if buf is None:
+                    buf = buffers[child] = [None] * child.n_outputs
+                buf[nr] = g if buf[nr] is None else buf[nr] + g
+            deps[child] -= 1
+            if deps[child] == 0:
+                ready.append(child)
+    return captured
+
+
+def _fix_grad_shape(node, g, shape):
+    if g.size == int(np.prod(shape)) and g.ndim == 0:
+        return g.reshape(shape)
+    raise RuntimeError(f"{node.name()}: backward returned a gradient of shape {tuple(g.shape)} "
+                       f"for an input of shape {tuple(shape)}")
+
+
+def _as_grad_array(tensor, gradient, what):
+    from .tensor import Tensor
+    xp = backends.xp_for(tensor.device)
+    if gradient is None:
+        if tensor.numel() != 1:
+            raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs; "
+                               f"got an output of shape {tuple(tensor.shape)}")
+        return xp.ones(tensor.data.shape, dtype=tensor.data.dtype)
+    g = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
+    if g.shape != tensor.data.shape:
+        raise RuntimeError(f"{what}: gradient of shape {tuple(g.shape)} does not match the "
+                           f"output's shape {tuple(tensor.shape)}")
+    return g.astype(tensor.data.dtype, copy=False)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves they depend on."""
+    from .tensor import Tensor
+    if create_graph:
+        raise NotImplementedError("backward: create_graph=True (higher-order gradients) is not "
+                                  "supported by genesis")
+    if isinstance(tensors, Tensor):
+        tensors = (tensors,)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = (grad_tensors,) * len(tensors) if grad_tensors is None else (grad_tensors,)
+    roots, grads = [], []
+    for t, g in zip(tensors, grad_tensors):
+        if not t.requires_grad:
+            raise RuntimeError("backward: element 0 of tensors does not require grad and does "
+                               "not have a grad_fn")
+        roots.append((t._grad_node(), t._output_nr))
+        grads.append(_as_grad_array(t, g, "backward"))
+    _run_engine(roots, grads, bool(retain_graph))
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, without touching ``.grad``."""
+    from .tensor import Tensor
+    if create_graph:
+        raise NotImplementedError("autograd.grad: create_graph=True (higher-order gradients) is "
+                                  "not supported by genesis")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = (inputs,) if single else tuple(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = (grad_outputs,) * len(outputs) if grad_outputs is None else (grad_outputs,)
+    capture = {}
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"autograd.grad: input {i} does not require grad")
+        capture[(t._grad_node(), t._output_nr)] = i
+    roots, grads = [], []
+    for t, g in zip(outputs, grad_outputs):
+        if not t.requires_grad:
+            raise RuntimeError("autograd.grad: an output does not require grad and does not "
+                               "have a grad_fn")
+        roots.append((t._grad_node(), t._output_nr))
+        grads.append(_as_grad_array(t, g, "autograd.grad"))
+    captured = _run_engine(roots, grads, bool(retain_graph), capture)
+    result = []
+    for i, t in enumerate(inputs):
+        g = captured.get(i)
+        if g is None and not allow_unused:
+            raise RuntimeError(f"autograd.grad: input {i} was not used in the graph; pass "
+                               "allow_unused=True to get None for it")
+        result.append(None if g is None else Tensor._make(g.astype(t.data.dtype, copy=False)))
+    return tuple(result)

@@ -1,0 +1,11 @@
+"""Every differentiable op, grouped by family; each family module lists its ops in ``__all__``."""
+from .elementwise import *  # noqa: F401,F403
+from .reduction import *  # noqa: F401,F403
+from .movement import *  # noqa: F401,F403
+from .indexing import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .nn import *  # noqa: F401,F403
+from . import elementwise, reduction, movement, indexing, linalg, nn
+
+__all__ = (elementwise.__all__ + reduction.__all__ + movement.__all__ + indexing.__all__
+           + linalg.__all__ + nn.__all__)

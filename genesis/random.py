@@ -1,0 +1,90 @@
+"""Random number generation: one seeded default generator makes every draw reproducible."""
+import json
+
+import numpy as np
+
+__all__ = ["Generator", "manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_state",
+           "default_generator"]
+
+
+class Generator:
+    """A seeded random source (PCG64), like ``torch.Generator``."""
+
+    def __init__(self, device="cpu"):
+        self.device = device
+        self._seed = 0
+        self._rng = np.random.Generator(np.random.PCG64(0))
+
+    def manual_seed(self, seed):
+        """Reseed; the same seed gives the same sequence of draws."""
+        seed = int(seed)
+        if seed < 0:
+            seed += 1 << 64
+        self._seed = seed
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        return self
+
+    def seed(self):
+        """Reseed from OS entropy and return the new seed."""
+        s = int(np.random.SeedSequence().entropy % (1 << 63))
+        self.manual_seed(s)
+        return s
+
+    def initial_seed(self):
+        """The seed last set."""
+        return self._seed
+
+    def get_state(self):
+        """The full generator state as a uint8 tensor (JSON bytes), for checkpoints."""
+        from .tensor import Tensor
+        blob = json.dumps({"seed": self._seed, "state": self._rng.bit_generator.state})
+        return Tensor._make(np.frombuffer(blob.encode(), dtype=np.uint8).copy())
+
+    def set_state(self, state):
+        """Restore a state from ``get_state``."""
+        arr = state.numpy() if hasattr(state, "numpy") else np.asarray(state)
+        try:
+            blob = json.loads(bytes(arr.astype(np.uint8)).decode())
+            bg = np.random.PCG64()
+            bg.state = blob["state"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(f"set_rng_state: not a genesis generator state ({exc})") from None
+        self._seed = blob["seed"]
+        self._rng = np.random.Generator(bg)
+        return self
+
+    @property
+    def rng(self):
+        return self._rng
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed):
+    """Seed the default generator (and so every genesis random draw)."""
+    return default_generator.manual_seed(seed)
+
+
+def seed():
+    """Seed the default generator non-deterministically."""
+    return default_generator.seed()
+
+
+def initial_seed():
+    """The default generator's seed."""
+    return default_generator.initial_seed()
+
+
+def get_rng_state():
+    """The default generator's state as a uint8 tensor."""
+    return default_generator.get_state()
+
+
+def set_rng_state(state):
+    """Restore the default generator's state."""
+    default_generator.set_state(state)
+
+
+def _rng(generator):
+    return (generator or default_generator).rng

@@ -1,0 +1,431 @@
+"""Tensor: an array with a dtype, a device and autograd fields, spelled like PyTorch."""
+import numbers
+
+import numpy as np
+
+from . import backends, dtypes
+from .autograd import AccumulateGrad, _mode
+from .device import CPU, as_device, device as _device_cls
+
+
+def _to_array(data, dtype=None, dev=CPU):
+    """Convert Python data, NumPy/CuPy arrays or Tensors into an array of the right dtype."""
+    if isinstance(data, Tensor):
+        arr = data.data
+    elif isinstance(data, np.ndarray):
+        arr = data
+    elif hasattr(data, "__cuda_array_interface__"):
+        arr = data
+    else:
+        arr = _python_to_numpy(data)
+    if arr.dtype not in dtypes._FROM_NP:
+        if dtype is None and arr.dtype.kind == "f":
+            arr = arr.astype(dtypes.get_default_dtype().np)
+        elif dtype is None:
+            raise TypeError(f"tensor: unsupported array dtype {arr.dtype}; genesis supports "
+                            f"{[d.name for d in dtypes.ALL]}")
+    if dtype is not None:
+        npd = dtypes.as_dtype(dtype).np
+        if arr.dtype != npd:
+            arr = arr.astype(npd)
+    xp = backends.xp_for(dev)
+    if xp is not np or not isinstance(arr, np.ndarray):
+        arr = _move(arr, dev)
+    return arr
+
+
+def _python_to_numpy(data):
+    if isinstance(data, (bool, np.bool_)):
+        return np.array(data, dtype=np.bool_)
+    if isinstance(data, numbers.Integral):
+        return np.array(data, dtype=np.int64)
+    if isinstance(data, numbers.Real):
+        return np.array(data, dtype=dtypes.get_default_dtype().np)
+    if isinstance(data, (list, tuple)):
+        if any(isinstance(x, Tensor) for x in data):
+            data = [x.tolist() if isinstance(x, Tensor) else x for x in data]
+        arr = np.array(data)
+        if arr.dtype == object:
+            raise ValueError("tensor: ragged nested sequences cannot become a tensor; every "
+                             "row must have the same length")
+        if arr.dtype.kind == "f":
+            return arr.astype(dtypes.get_default_dtype().np)
+        if arr.dtype.kind in "iu":
+            return arr.astype(np.int64)
+        if arr.size == 0 and arr.dtype.kind not in "b":
+            return arr.astype(dtypes.get_default_dtype().np)
+        return arr
+    raise TypeError(f"tensor: cannot build a tensor from {type(data).__name__}")
+
+
+def _move(arr, dev):
+    if dev.type == "cpu":
+        if isinstance(arr, np.ndarray):
+            return arr
+        return arr.get()
+    cp = backends.xp_for(dev)
+    with cp.cuda.Device(dev.index):
+        return cp.asarray(arr)
+
+
+class Tensor:
+    """A multi-dimensional array with reverse-mode autograd."""
+
+    __slots__ = ("data", "dtype", "device", "_requires_grad", "grad", "grad_fn", "_output_nr",
+                 "_version", "_hooks", "_base", "_accumulator", "__weakref__", "__dict__")
+    __array_priority__ = 1000
+    __array_ufunc__ = None
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        dev = as_device(device)
+        arr = _to_array(data, dtype, dev)
+        self._init(arr, dev)
+        if requires_grad:
+            self.requires_grad = True
+
+    def _init(self, arr, dev):
+        self.data = arr
+        self.dtype = dtypes._FROM_NP[arr.dtype]
+        self.device = dev
+        self._requires_grad = False
+        self.grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._version = [0]
+        self._hooks = None
+        self._base = None
+        self._accumulator = None
+
+    @classmethod
+    def _make(cls, arr, requires_grad=False, grad_fn=None, output_nr=0, device=None):
+        """Wrap an array without copying (internal fast path)."""
+        t = object.__new__(cls)
+        if not hasattr(arr, "dtype") or np.isscalar(arr):
+            arr = np.asarray(arr)
+        t.data = arr
+        t.dtype = dtypes._FROM_NP[arr.dtype]
+        t.device = device if device is not None else (
+            CPU if isinstance(arr, np.ndarray) else backends.device_of_array(arr))
+        t._requires_grad = requires_grad
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._output_nr = output_nr
+        t._version = [0]
+        t._hooks = None
+        t._base = None
+        t._accumulator = None
+        return t
+
+    # ----------------------------------------------------------------- autograd fields
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if self.grad_fn is not None:
+            if not value:
+                raise RuntimeError("requires_grad: you can only change requires_grad flags of "
+                                   "leaf tensors; use detach() to get a tensor without grad")
+            return
+        if value and not self.dtype.is_floating_point:
+            raise RuntimeError(f"requires_grad: only tensors of floating point dtype can require "
+                               f"gradients, got {self.dtype}")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place and return self."""
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    def _grad_node(self):
+        if self.grad_fn is not None:
+            return self.grad_fn
+        if self._accumulator is None:
+            self._accumulator = AccumulateGrad(self)
+        return self._accumulator
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+        """Compute gradients of this tensor with respect to graph leaves."""
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a new grad."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't "
+                               "require gradient")
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            self._hooks.append(hook)
+        else:
+            self.grad_fn.register_hook(self._output_nr, hook)
+        return hook
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor after backward."""
+        import weakref
+        if self.grad_fn is None:
+            return
+        node = self.grad_fn
+        if node.retains is None:
+            node.retains = {}
+        node.retains[self._output_nr] = weakref.ref(self)
+
+    @property
+    def retains_grad(self):
+        node = self.grad_fn
+        return bool(node is not None and node.retains and self._output_nr in node.retains)
+
+    def detach(self):
+        """A tensor sharing this data, cut from the graph."""
+        t = Tensor._make(self.data, device=self.device)
+        t._version = self._version
+        return t
+
+    def detach_(self):
+        """Cut this tensor from the graph in place."""
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    # ----------------------------------------------------------------- metadata
+    @property
+    def shape(self):
+        return Size(self.data.shape)
+
+    def size(self, dim=None):
+        """The shape, or the length of one dimension."""
+        if dim is None:
+            return Size(self.data.shape)
+        return self.data.shape[_wrap_dim(dim, self.data.ndim, "size")]
+
+    def dim(self):
+        """Number of dimensions."""
+        return self.data.ndim
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def numel(self):
+        """Number of elements."""
+        return int(self.data.size)
+
+    nelement = numel
+
+    def element_size(self):
+        """Bytes per element."""
+        return self.dtype.itemsize
+
+    @property
+    def itemsize(self):
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self):
+        return int(self.data.nbytes)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    def is_floating_point(self):
+        """True for float16/bfloat16/float32/float64 tensors."""
+        return self.dtype.is_floating_point
+
+    def stride(self, dim=None):
+        """Strides in elements, as PyTorch reports them."""
+        st = tuple(s // self.data.itemsize for s in self.data.strides)
+        return st if dim is None else st[_wrap_dim(dim, self.ndim, "stride")]
+
+    def is_contiguous(self):
+        """True when the data is C-contiguous."""
+        return bool(self.data.flags.c_contiguous)
+
+    def data_ptr(self):
+        """Address of the first element."""
+        if isinstance(self.data, np.ndarray):
+            return self.data.__array_interface__["data"][0]
+        return self.data.data.ptr
+
+    # ----------------------------------------------------------------- conversion
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted "
+                               "to Scalar")
+        return self._numpy_view().reshape(()).item() if self.dtype is not dtypes.bfloat16 else \
+            float(self._numpy_view().reshape(()))
+
+    def tolist(self):
+        """Nested Python lists of the elements."""
+        arr = self._numpy_view()
+        if self.dtype in (dtypes.bfloat16,):
+            arr = arr.astype(np.float32)
+        return arr.tolist()
+
+    def _numpy_view(self):
+        return self.data if isinstance(self.data, np.ndarray) else self.data.get()
+
+    def numpy(self, force=False):
+        """The data as a NumPy array (shares memory on the CPU)."""
+        if self.requires_grad and not force:
+            raise RuntimeError("numpy: can't call numpy() on a tensor that requires grad; use "
+                               "tensor.detach().numpy() instead")
+        if self.device.type != "cpu" and not force:
+            raise TypeError(f"numpy: can't convert {self.device} tensor to numpy; use "
+                            "tensor.cpu() to copy it to host memory first")
+        return self._numpy_view()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._numpy_view()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def to(self, *args, **kwargs):
+        """Convert dtype and/or device: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``."""
+        dt = kwargs.pop("dtype", None)
+        dev = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        copy = kwargs.pop("copy", False)
+        if kwargs:
+            raise TypeError(f"to: unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                dt, dev = a.dtype, a.device
+            elif isinstance(a, (dtypes.dtype, type)) or (isinstance(a, str) and a in dtypes._NAMES):
+                dt = a
+            elif isinstance(a, (str, _device_cls, int)):
+                dev = a
+            elif a is not None:
+                dt = a
+        out = self
+        if dev is not None and as_device(dev) != self.device:
+            from .ops.elementwise import to_device
+            out = to_device(out, as_device(dev))
+        if dt is not None and dtypes.as_dtype(dt) is not out.dtype:
+            from .ops.elementwise import to_dtype
+            out = to_dtype(out, dtypes.as_dtype(dt))
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def type(self, dtype=None):
+        """The dtype name (no argument) or a converted tensor."""
+        if dtype is None:
+            return f"genesis.{self.dtype.name}"
+        return self.to(dtype)
+
+    def float(self):
+        """Convert to float32."""
+        return self.to(dtypes.float32)
+
+    def double(self):
+        """Convert to float64."""
+        return self.to(dtypes.float64)
+
+    def half(self):
+        """Convert to float16."""
+        return self.to(dtypes.float16)
+
+    def bfloat16(self):
+        """Convert to bfloat16."""
+        return self.to(dtypes.bfloat16)
+
+    def long(self):
+        """Convert to int64."""
+        return self.to(dtypes.int64)
+
+    def int(self):
+        """Convert to int32."""
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        """Convert to bool."""
+        return self.to(dtypes.bool_)
+
+    def cpu(self):
+        """Copy to host memory (no-op on the CPU)."""
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        """Copy to a GPU."""
+        return self.to(_device_cls("cuda", device if isinstance(device, int) else 0))
+
+    def clone(self, memory_format=None):
+        """A copy with its own storage; differentiable."""
+        from .ops.elementwise import clone
+        return clone(self)
+
+    def contiguous(self, memory_format=None):
+        """Self if C-contiguous, else a contiguous copy."""
+        if self.data.flags.c_contiguous:
+            return self
+        return self.clone()
+
+    # ----------------------------------------------------------------- python protocol
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} elements is "
+                               "ambiguous")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype.is_floating_point or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        from ._format import format_tensor
+        return format_tensor(self)
+
+    def __getstate__(self):
+        raise TypeError("genesis tensors are not picklable; use genesis.save (safetensors)")
+
+
+def _wrap_dim(dim, ndim, op):
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of "
+                         f"[{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+class Size(tuple):
+    """Tensor shape: a tuple with ``numel()``, printed like ``genesis.Size([2, 3])``."""
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self):
+        return f"genesis.Size({list(self)})"
+
+    def __getitem__(self, item):
+        out = tuple.__getitem__(self, item)
+        return Size(out) if isinstance(item, slice) else out
