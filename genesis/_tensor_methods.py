@@ -98,11 +98,13 @@ def _write_result(self, result, op):
                            f"broadcast shape {tuple(result.shape)}")
     tracked = result.requires_grad and _mode.enabled
     if tracked and not getattr(self, "_has_views", False):
-        # Rebinding keeps arrays saved for backward from ``self`` intact (no views to update).
+        # No views to update: rebinding keeps arrays saved for backward from ``self`` intact,
+        # so the new buffer gets a fresh version counter.
         self.data = result.data
+        self._version = [self._version[0] + 1]
     else:
         self.data[...] = result.data
-    self._version[0] += 1
+        self._version[0] += 1
     if tracked:
         self.grad_fn = result.grad_fn
         self._output_nr = result._output_nr

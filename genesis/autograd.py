@@ -123,13 +123,12 @@ class FunctionCtx:
     def saved_tensors(self):
         """The arrays given to ``save_for_backward``, checked against in-place modification."""
         if self._versions:
-            for tensor, version in self._versions:
-                if tensor._version[0] != version:
+            for box, version, shape, dt in self._versions:
+                if box[0] != version:
                     raise RuntimeError(
                         "one of the variables needed for gradient computation has been modified "
-                        f"by an inplace operation: tensor of shape {tuple(tensor.shape)} and dtype "
-                        f"{tensor.dtype} is at version {tensor._version[0]}; expected version "
-                        f"{version} instead")
+                        f"by an inplace operation: tensor of shape {shape} and dtype {dt} is at "
+                        f"version {box[0]}; expected version {version} instead")
         return self.to_save
 
 
@@ -333,12 +332,12 @@ def _record_versions(ctx, args, results):
     for arr in ctx.to_save:
         for t in args:
             if isinstance(t, Tensor) and t.data is arr:
-                versions.append((t, t._version[0]))
+                versions.append((t._version, t._version[0], tuple(t.shape), t.dtype))
                 break
         else:
             for t in results:
                 if t.data is arr:
-                    versions.append((t, t._version[0]))
+                    versions.append((t._version, t._version[0], tuple(t.shape), t.dtype))
                     break
     ctx._versions = versions
 

@@ -44,8 +44,11 @@ def _python_to_numpy(data):
     if isinstance(data, (list, tuple)):
         if any(isinstance(x, Tensor) for x in data):
             data = [x.tolist() if isinstance(x, Tensor) else x for x in data]
-        arr = np.array(data)
-        if arr.dtype == object:
+        try:
+            arr = np.array(data)
+        except ValueError:
+            arr = None
+        if arr is None or arr.dtype == object:
             raise ValueError("tensor: ragged nested sequences cannot become a tensor; every "
                              "row must have the same length")
         if arr.dtype.kind == "f":

@@ -1,0 +1,4 @@
+"""``python -m genesis`` runs the ``genesis`` command."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Training on text: data, the training loop behind ``genesis train``, plots."""

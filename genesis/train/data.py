@@ -1,0 +1,185 @@
+"""Training text: the embedded default corpus, user text files, tokenizers and batch sampling."""
+import json
+import os
+
+import numpy as np
+
+__all__ = ["CLIError", "ByteTokenizer", "HFTokenizer", "load_tokenizer", "load_corpus",
+           "default_corpus_text", "split_tokens", "BatchSampler", "eval_windows"]
+
+
+class CLIError(Exception):
+    """A user-facing problem reported as one line by the ``genesis`` command."""
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as tokens: vocabulary 256, no unknowns, no download."""
+
+    name = "byte"
+    vocab_size = 256
+
+    def encode(self, text):
+        """Token ids of ``text``."""
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+
+    def decode(self, ids):
+        """Text of ``ids`` (invalid UTF-8 sequences become U+FFFD)."""
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def stream_decoder(self):
+        """A function turning successive ids into text as soon as characters complete."""
+        import codecs
+        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return lambda ids: dec.decode(bytes(int(i) for i in ids))
+
+    def save(self, directory):
+        """Record the tokenizer choice next to a checkpoint."""
+        _write_json(os.path.join(directory, "tokenizer_config.json"), {"type": "byte"})
+
+
+class HFTokenizer:
+    """A HuggingFace ``tokenizers`` tokenizer.json (the optional ``tokenizers`` extra)."""
+
+    name = "hf"
+
+    def __init__(self, path):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise CLIError("--tokenizer needs the 'tokenizers' package: pip install "
+                           "'genesis[tokenizers]'") from None
+        if not os.path.isfile(path):
+            raise CLIError(f"tokenizer file not found: {path}")
+        try:
+            self._tok = Tokenizer.from_file(path)
+        except Exception as exc:
+            raise CLIError(f"cannot read tokenizer {path}: {exc}") from None
+        self.path = path
+        self.vocab_size = self._tok.get_vocab_size()
+
+    def encode(self, text):
+        """Token ids of ``text``."""
+        return np.asarray(self._tok.encode(text).ids, dtype=np.int64)
+
+    def decode(self, ids):
+        """Text of ``ids``."""
+        return self._tok.decode([int(i) for i in ids])
+
+    def stream_decoder(self):
+        """Incremental decoding by re-decoding the growing sequence and emitting the new text."""
+        seen = []
+        emitted = [0]
+
+        def push(ids):
+            seen.extend(int(i) for i in ids)
+            text = self._tok.decode(seen)
+            new = text[emitted[0]:]
+            emitted[0] = len(text)
+            return new
+        return push
+
+    def save(self, directory):
+        """Copy tokenizer.json next to a checkpoint."""
+        self._tok.save(os.path.join(directory, "tokenizer.json"))
+        _write_json(os.path.join(directory, "tokenizer_config.json"), {"type": "hf"})
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_tokenizer(path=None, checkpoint_dir=None):
+    """The tokenizer given by ``--tokenizer``, or the one recorded in a checkpoint, else bytes."""
+    if path:
+        return HFTokenizer(path)
+    if checkpoint_dir:
+        cfg_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
+        if os.path.isfile(cfg_path):
+            with open(cfg_path) as f:
+                kind = json.load(f).get("type", "byte")
+            if kind == "hf":
+                return HFTokenizer(os.path.join(checkpoint_dir, "tokenizer.json"))
+    return ByteTokenizer()
+
+
+def default_corpus_text():
+    """The English documentation that ships with CPython (``pydoc_data.topics``)."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        raise CLIError("the embedded corpus (pydoc_data.topics) is missing from this Python; "
+                       "pass --data PATH") from None
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def load_corpus(path=None):
+    """Text of ``--data`` (a .txt file or a folder of .txt files), or the default corpus."""
+    if path is None:
+        return default_corpus_text(), "pydoc_data.topics"
+    if not os.path.exists(path):
+        raise CLIError(f"data path not found: {path}")
+    if os.path.isdir(path):
+        files = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
+                       for name in names if name.endswith(".txt"))
+        if not files:
+            raise CLIError(f"no .txt files in data folder: {path}")
+    else:
+        files = [path]
+    parts = []
+    for name in files:
+        try:
+            with open(name, encoding="utf-8", errors="replace") as f:
+                parts.append(f.read())
+        except OSError as exc:
+            raise CLIError(f"cannot read {name}: {exc.strerror}") from None
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise CLIError(f"the corpus at {path} is empty")
+    return text, path
+
+
+def split_tokens(tokens, val_fraction, seq_len):
+    """Contiguous train/validation split; both parts must hold at least one window."""
+    n_val = max(int(len(tokens) * val_fraction), seq_len + 1)
+    train, val = tokens[:-n_val], tokens[-n_val:]
+    if len(train) < seq_len + 1:
+        raise CLIError(f"the corpus has {len(tokens)} tokens: too small for --seq-len {seq_len} "
+                       "with a validation split; use more text or a shorter --seq-len")
+    return train, val
+
+
+class BatchSampler:
+    """Random windows of ``seq_len + 1`` tokens from a seeded generator whose state is saved."""
+
+    def __init__(self, tokens, batch_size, seq_len, seed):
+        self.tokens = tokens
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def next_batch(self):
+        """(inputs, labels) int64 arrays of shape (batch, seq_len); labels = inputs (HF shift)."""
+        starts = self.rng.integers(0, len(self.tokens) - self.seq_len, size=self.batch_size)
+        idx = starts[:, None] + np.arange(self.seq_len)[None, :]
+        window = self.tokens[idx]
+        return window, window
+
+    def state_dict(self):
+        """The generator state (JSON-able) for exact resumption."""
+        return {"bit_generator": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state):
+        """Restore a state from ``state_dict``."""
+        bg = np.random.PCG64()
+        bg.state = json.loads(state["bit_generator"])
+        self.rng = np.random.Generator(bg)
+
+
+def eval_windows(tokens, seq_len, max_windows):
+    """Fixed, evenly spaced validation windows (the same every evaluation)."""
+    count = min(max_windows, max(1, (len(tokens) - 1) // seq_len))
+    starts = np.linspace(0, len(tokens) - seq_len - 1, count).astype(np.int64)
+    return tokens[starts[:, None] + np.arange(seq_len)[None, :]]
