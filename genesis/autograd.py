@@ -8,9 +8,12 @@ records a ``Node`` that links the outputs to the inputs' nodes.
 import functools
 import threading
 
+import ml_dtypes
 import numpy as np
 
 from . import backends
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 __all__ = ["Function", "FunctionCtx", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled", "inference_mode", "grad", "backward", "unbroadcast"]
@@ -104,12 +107,11 @@ def unbroadcast(grad, shape):
 class FunctionCtx:
     """Per-call state shared by ``forward`` and ``backward``."""
 
-    def __init__(self):
-        self.to_save = ()
-        self.needs_input_grad = ()
-        self.non_differentiable = ()
-        self._versions = None
-        self.xp = np
+    to_save = ()
+    needs_input_grad = ()
+    non_differentiable = ()
+    _versions = None
+    xp = np
 
     def save_for_backward(self, *arrays):
         """Keep arrays for backward; in-place changes to their tensors are detected."""
@@ -262,23 +264,25 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
         ctx = FunctionCtx()
+        tensor_cls = _tensor_cls()
         raw = []
         needs = []
         any_grad = False
         dev = None
         for a in args:
-            if isinstance(a, Tensor):
+            if isinstance(a, tensor_cls):
+                d = a.device
                 if dev is None:
-                    dev = a.device
-                elif a.device != dev:
+                    dev = d
+                elif d is not dev and d != dev:
                     raise RuntimeError(
                         f"{cls.__name__}: expected all tensors to be on the same device, "
-                        f"but found {dev} and {a.device}")
+                        f"but found {dev} and {d}")
                 raw.append(a.data)
-                needs.append(a.requires_grad)
-                any_grad = any_grad or a.requires_grad
+                rg = a._requires_grad
+                needs.append(rg)
+                any_grad = any_grad or rg
             else:
                 raw.append(a)
                 needs.append(False)
@@ -287,36 +291,39 @@ class Function:
         record = any_grad and _mode.enabled
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         out = cls.forward(ctx, *raw, **kwargs)
-        multi = isinstance(out, tuple)
+        multi = type(out) is tuple
         outs = out if multi else (out,)
-        base = args[0] if cls.is_view and isinstance(args[0], Tensor) else None
+        base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None
         if base is not None:
             base = base._base if base._base is not None else base
             base._has_views = True
+        make = tensor_cls._make
         if not record:
-            results = tuple(Tensor._make(o, device=dev) for o in outs)
+            if not multi and base is None:
+                return make(out, device=dev)
+            results = tuple(make(o, device=dev) for o in outs)
             if base is not None:
                 for r in results:
                     r._version = base._version
                     r._base = base
             return results if multi else results[0]
         next_functions = tuple(
-            ((a._grad_node(), a._output_nr) if a.requires_grad else None)
-            if isinstance(a, Tensor) else None
+            ((a._grad_node(), a._output_nr) if a._requires_grad else None)
+            if isinstance(a, tensor_cls) else None
             for a in args)
-        outs = tuple(o if hasattr(o, "shape") and not np.isscalar(o) else ctx.xp.asarray(o)
-                     for o in outs)
+        outs = tuple(o if type(o) is np.ndarray or hasattr(o, "__cuda_array_interface__")
+                     else ctx.xp.asarray(o) for o in outs)
         node = Node(cls, ctx, next_functions, tuple((o.shape, o.dtype) for o in outs))
         nondiff = ctx.non_differentiable
         results = []
         for i, o in enumerate(outs):
-            differentiable = o.dtype.kind == "f" or o.dtype.name == "bfloat16"
+            differentiable = o.dtype.kind == "f" or o.dtype == _BF16
             if differentiable and nondiff and any(o is n for n in nondiff):
                 differentiable = False
             if differentiable:
-                t = Tensor._make(o, requires_grad=True, grad_fn=node, output_nr=i, device=dev)
+                t = make(o, requires_grad=True, grad_fn=node, output_nr=i, device=dev)
             else:
-                t = Tensor._make(o, device=dev)
+                t = make(o, device=dev)
             if base is not None:
                 t._version = base._version
                 t._base = base
@@ -324,6 +331,16 @@ class Function:
         if ctx.to_save:
             _record_versions(ctx, args, results)
         return tuple(results) if multi else results[0]
+
+
+_TENSOR = []
+
+
+def _tensor_cls():
+    if not _TENSOR:
+        from .tensor import Tensor
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]
 
 
 def _record_versions(ctx, args, results):

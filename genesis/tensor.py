@@ -103,7 +103,7 @@ class Tensor:
     def _make(cls, arr, requires_grad=False, grad_fn=None, output_nr=0, device=None):
         """Wrap an array without copying (internal fast path)."""
         t = object.__new__(cls)
-        if not hasattr(arr, "dtype") or np.isscalar(arr):
+        if type(arr) is not np.ndarray and (not hasattr(arr, "dtype") or np.isscalar(arr)):
             arr = np.asarray(arr)
         t.data = arr
         t.dtype = dtypes._FROM_NP[arr.dtype]

@@ -32,7 +32,14 @@ def _operand(x, dt):
 
 
 def _binary(a, b, float_result=False):
-    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+    if isinstance(a, Tensor):
+        dt = a.dtype
+        if isinstance(b, Tensor):
+            if b.dtype is dt and (dt.is_floating_point or not float_result):
+                return a, b, dt
+        elif dt.is_floating_point and type(b) in (float, int):
+            return a, dt.np.type(b), dt
+    elif not isinstance(b, Tensor):
         a = Tensor(a)
     dt = dtypes.result_type(a, b)
     if float_result:

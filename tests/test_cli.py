@@ -1,0 +1,133 @@
+"""The `genesis` command end to end on a tiny model: train, resume, generate, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from genesis.cli import build_parser, main
+from genesis.train import trainer
+
+TINY = {"model_type": "genesis_moe", "vocab_size": 256, "hidden_size": 32,
+        "intermediate_size": 64, "moe_intermediate_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
+        "num_experts_per_tok": 2, "max_position_embeddings": 64, "tie_word_embeddings": True}
+
+TEXT = ("genesis trains mixture of experts language models on plain text. " * 40 +
+        "Experts specialise; the router learns which expert reads which token. " * 40)
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    return tmp_path
+
+
+def _train_argv(run_dir, out, steps=8, extra=()):
+    return ["train", "--config", str(run_dir / "tiny.json"), "--data", str(run_dir / "corpus.txt"),
+            "--steps", str(steps), "--batch-size", "4", "--seq-len", "16", "--eval-every", "4",
+            "--save-every", "4", "--eval-windows", "4", "--out", str(out), "--sample-tokens", "8",
+            "--quiet", *extra]
+
+
+def _losses(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+
+def test_train_writes_checkpoint_metrics_and_sample(run_dir, capsys):
+    out = run_dir / "run"
+    assert main(_train_argv(run_dir, out)) == 0
+    ckpt = out / "checkpoint"
+    for name in ("config.json", "training_state.safetensors", "train_args.json",
+                 "tokenizer_config.json"):
+        assert (ckpt / name).is_file(), name
+    assert [s for s, _ in _losses(out)] == list(range(1, 9))
+    with open(out / "metrics.jsonl") as f:
+        vals = [json.loads(line) for line in f if "val_loss" in line]
+    assert [v["step"] for v in vals] == [4, 8]
+    printed = capsys.readouterr().out
+    assert "final validation loss" in printed and "sample:" in printed
+
+
+def test_resume_after_ctrl_c_matches_uninterrupted_run(run_dir, monkeypatch):
+    full = run_dir / "full"
+    assert main(_train_argv(run_dir, full, steps=10)) == 0
+    reference = _losses(full)
+
+    parted = run_dir / "parted"
+    original_write = trainer.MetricsLog.write
+
+    def write_then_interrupt(self, record):
+        original_write(self, record)
+        if record.get("step") == 3 and "loss" in record:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.MetricsLog, "write", write_then_interrupt)
+    assert main(_train_argv(run_dir, parted, steps=10)) == 130
+    monkeypatch.setattr(trainer.MetricsLog, "write", original_write)
+    assert [s for s, _ in _losses(parted)] == [1, 2, 3]
+    assert main(_train_argv(run_dir, parted, steps=10, extra=["--resume"])) == 0
+    assert _losses(parted) == reference
+
+
+def test_generate_streams_text_from_checkpoint(run_dir):
+    out = run_dir / "run"
+    assert main(_train_argv(run_dir, out, steps=4)) == 0
+    proc = subprocess.run([sys.executable, "-m", "genesis", "generate", "--checkpoint",
+                           str(out / "checkpoint"), "--prompt", "genesis", "--max-new-tokens",
+                           "12", "--temperature", "0"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("genesis") and len(proc.stdout) > len("genesis")
+
+
+@pytest.mark.parametrize("case,extra,message", [
+    ("missing data", ["--data", "/nonexistent/corpus.txt"], "data path not found"),
+    ("seq too long", ["--seq-len", "4096"], "longer than the model's max_position_embeddings"),
+    ("unknown preset", ["--preset", "no-such-model"], "unknown preset"),
+])
+def test_bad_input_gives_one_line_error(run_dir, case, extra, message):
+    argv = [sys.executable, "-m", "genesis", "train", "--out", str(run_dir / "err"), "--steps",
+            "2", "--quiet"]
+    if "--preset" not in extra:
+        argv += ["--config", str(run_dir / "tiny.json")]
+    if "--data" not in extra:
+        argv += ["--data", str(run_dir / "corpus.txt")]
+    proc = subprocess.run(argv + extra, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_empty_corpus_and_foreign_checkpoint_are_rejected(run_dir, capsys):
+    (run_dir / "empty.txt").write_text("   \n")
+    argv = _train_argv(run_dir, run_dir / "e", steps=2)
+    argv[argv.index("--data") + 1] = str(run_dir / "empty.txt")
+    assert main(argv) == 2
+    assert "empty" in capsys.readouterr().err
+
+    out = run_dir / "run"
+    assert main(_train_argv(run_dir, out, steps=4)) == 0
+    other = dict(TINY, hidden_size=64)
+    (run_dir / "other.json").write_text(json.dumps(other))
+    argv = _train_argv(run_dir, out, steps=8, extra=["--resume"])
+    argv[argv.index("--config") + 1] = str(run_dir / "other.json")
+    assert main(argv) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_parser_defaults_are_the_documented_main_job():
+    args = build_parser().parse_args(["train"])
+    assert args.data is None and args.tokenizer is None and args.device == "cpu"
+    assert args.preset is None and args.steps > 0
+
+
+def test_info_lists_backends(capsys):
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert "NumPy (CPU)" in text and "CuPy (GPU)" in text and "presets:" in text
