@@ -33,11 +33,15 @@ def format_tensor(t):
     if t.dtype is dtypes.bfloat16 or t.dtype is dtypes.float16:
         arr = arr.astype(np.float32)
     if t.dtype.is_floating_point:
-        fmt = {"float_kind": _float_formatter(arr.astype(np.float64))}
+        base = _float_formatter(arr.astype(np.float64))
+        kind = "float_kind"
     elif t.dtype is dtypes.bool_:
-        fmt = {"bool": lambda v: "True" if v else "False"}
+        base, kind = (lambda v: "True" if v else "False"), "bool"
     else:
-        fmt = {"int": lambda v: str(v)}
+        base, kind = str, "int"
+    shown = arr if arr.size <= 1000 else np.concatenate([arr.reshape(-1)[:3], arr.reshape(-1)[-3:]])
+    width = max((len(base(v)) for v in shown.reshape(-1)), default=0)
+    fmt = {kind: lambda v: base(v).rjust(width)}
     body = np.array2string(arr, separator=", ", formatter=fmt, prefix="tensor(",
                            threshold=1000, edgeitems=3, max_line_width=80)
     extras = []

@@ -16,8 +16,9 @@ floor ceil round trunc frac nan_to_num
 sum mean prod var std max min amax amin argmax argmin logsumexp cumsum cumprod any all norm
 reshape view view_as reshape_as transpose permute unsqueeze squeeze expand expand_as repeat
 repeat_interleave flatten unflatten flip roll narrow split chunk unbind movedim swapaxes t
+moveaxis swapdims
 gather scatter scatter_add index_select index_add masked_select nonzero topk sort argsort
-tril triu bincount index_fill
+tril triu bincount index_fill take_along_dim
 matmul bmm mm outer dot
 softmax log_softmax
 """.split()
@@ -97,6 +98,10 @@ def _write_result(self, result, op):
         raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
                            f"broadcast shape {tuple(result.shape)}")
     tracked = result.requires_grad and _mode.enabled
+    if tracked and self._base is not None:
+        raise RuntimeError(f"{op}: in-place operation on a view with an operand that requires "
+                           "grad is not supported (the base tensor would miss the gradient "
+                           "path); use an out-of-place op or index assignment on the base")
     if tracked and not getattr(self, "_has_views", False):
         # No views to update: rebinding keeps arrays saved for backward from ``self`` intact,
         # so the new buffer gets a fresh version counter.
