@@ -38,7 +38,6 @@ class OpInfo:
     grad: bool = True                 # differentiable in its floating array inputs
     grad_args: Optional[tuple] = None  # positions to differentiate (default: all float arrays)
     gradcheck: bool = True            # finite differences meaningful (False for lossy casts)
-    parity_grad_args: Optional[tuple] = None  # positions torch can differentiate, if fewer
     atol: float = 1e-7
     rtol: float = 1e-7
     grad_atol: float = 1e-5

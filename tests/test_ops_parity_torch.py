@@ -40,8 +40,6 @@ def _torch_float_outputs(out):
                          ids=[f"{c[0].name}-{c[1]}-{c[2].name}" for c in CASES])
 def test_parity_with_torch(info, idx, sample):
     positions = grad_positions(info, sample) if info.grad else []
-    if info.parity_grad_args is not None:
-        positions = [p for p in positions if p in info.parity_grad_args]
     g_args = to_genesis(sample.args, bool(positions), positions)
     t_args = _to_torch(sample.args, positions)
     g_out = info.op(*g_args, **sample.kwargs)

@@ -5,13 +5,13 @@ from tests.opinfo import Sample
 
 
 def randn(rng, *shape):
-    """Standard normal float64 array."""
-    return rng.standard_normal(shape)
+    """Standard normal float64 array (0-d arrays stay arrays)."""
+    return np.asarray(rng.standard_normal(shape))
 
 
 def positive(rng, *shape, low=0.5, high=2.0):
     """Float64 array bounded away from zero."""
-    return rng.uniform(low, high, shape)
+    return np.asarray(rng.uniform(low, high, shape))
 
 
 def noncontig(rng, *shape):
@@ -21,7 +21,7 @@ def noncontig(rng, *shape):
 
 def away_from(rng, *shape, points=(0.0,), margin=0.1):
     """Normal samples nudged at least ``margin`` away from kinks such as 0."""
-    x = rng.standard_normal(shape)
+    x = np.asarray(rng.standard_normal(shape))
     for p in points:
         close = np.abs(x - p) < margin
         x[close] = p + np.where(x[close] >= p, margin, -margin) * 2
