@@ -5,7 +5,8 @@ from .movement import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .nn import *  # noqa: F401,F403
-from . import elementwise, reduction, movement, indexing, linalg, nn
+from .moe import *  # noqa: F401,F403
+from . import elementwise, reduction, movement, indexing, linalg, nn, moe
 
 __all__ = (elementwise.__all__ + reduction.__all__ + movement.__all__ + indexing.__all__
-           + linalg.__all__ + nn.__all__)
+           + linalg.__all__ + nn.__all__ + moe.__all__)

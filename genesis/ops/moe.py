@@ -1,0 +1,178 @@
+"""The fused Mixture-of-Experts expert computation: sorted dispatch, one matmul per active expert.
+
+``moe_experts`` computes ``out[t] = sum_j w[t, j] * f_{ids[t, j]}(x[t])`` with SwiGLU experts
+``f_e(x) = down_e @ (act(gate_e @ x) * (up_e @ x))`` whose weights are stacked
+``gate_up_proj [E, 2I, d]`` (gate rows first, HF v5 layout) and ``down_proj [E, d, I]``.
+The (token, slot) pairs are stably sorted by expert, each expert that received rows runs one
+contiguous matmul per projection, and results are un-permuted and summed over the k slots by a
+reshape (deterministic, no scatter-add). Backward mirrors it: grouped matmuls with the same
+offsets give the weight gradients, the input gradient and the routing-weight gradient.
+"""
+import math
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd import Function
+from ..tensor import Tensor
+from ._special import erf as _erf
+from .elementwise import to_dtype
+
+__all__ = ["moe_experts"]
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def _sigmoid(xp, x):
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+
+
+def _act_and_grad(xp, name, g, need_grad):
+    """``act(g)`` and (when ``need_grad``) ``act'(g)`` for the supported expert activations."""
+    if name == "silu":
+        s = _sigmoid(xp, g)
+        return g * s, (s * (1 + g * (1 - s)) if need_grad else None)
+    if name == "relu":
+        pos = g > 0
+        return g * pos, (pos.astype(g.dtype) if need_grad else None)
+    if name == "gelu":
+        cdf = 0.5 * (1.0 + _erf(xp, g * (1.0 / math.sqrt(2.0))))
+        pdf = xp.exp(-0.5 * g * g) * (1.0 / math.sqrt(2.0 * math.pi))
+        return g * cdf, (cdf + g * pdf if need_grad else None)
+    inner = _GELU_C * (g + 0.044715 * g * g * g)
+    t = xp.tanh(inner)
+    d = 0.5 * (1 + t) + 0.5 * g * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * g * g) \
+        if need_grad else None
+    return 0.5 * g * (1 + t), d
+
+
+_ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "gelu": "gelu",
+                "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
+
+
+def _to_host(xp, arr):
+    return arr if xp is np else xp.asnumpy(arr)
+
+
+class MoEExperts(Function):
+    """Sorted-token dispatch of SwiGLU experts with an analytic backward (see module docstring)."""
+
+    @staticmethod
+    def forward(ctx, hidden, topk_ids, topk_weights, gate_up_proj, down_proj, activation):
+        xp = ctx.xp
+        n, k = topk_ids.shape
+        num_experts, two_i, d = gate_up_proj.shape
+        inter = two_i // 2
+        flat_ids = topk_ids.reshape(-1)
+        order = xp.argsort(flat_ids, kind="stable")
+        dropped = int((flat_ids < 0).sum())
+        order = order[dropped:]
+        counts = _to_host(xp, xp.bincount(flat_ids[order], minlength=num_experts))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        active = np.nonzero(counts)[0].tolist()
+        tokens = order // k
+        x_g = hidden[tokens]
+        w_g = topk_weights.reshape(-1)[order]
+        rows = x_g.shape[0]
+        h = xp.empty((rows, two_i), dtype=hidden.dtype)
+        for e in active:
+            s, t = bounds[e], bounds[e + 1]
+            xp.matmul(x_g[s:t], gate_up_proj[e].T, out=h[s:t])
+        act, _ = _act_and_grad(xp, activation, h[:, :inter], False)
+        a = act * h[:, inter:]
+        y_g = xp.empty((rows, d), dtype=hidden.dtype)
+        for e in active:
+            s, t = bounds[e], bounds[e + 1]
+            xp.matmul(a[s:t], down_proj[e].T, out=y_g[s:t])
+        pairs = xp.zeros((n * k, d), dtype=hidden.dtype)
+        pairs[order] = y_g * w_g[:, None]
+        ctx.save_for_backward(hidden, topk_weights, gate_up_proj, down_proj)
+        ctx.dispatch = (order, tokens, bounds, active, h, a, y_g, activation)
+        return pairs.reshape(n, k, d).sum(axis=1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        xp = ctx.xp
+        hidden, topk_weights, gate_up_proj, down_proj = ctx.saved_tensors
+        order, tokens, bounds, active, h, a, y_g, activation = ctx.dispatch
+        need_x, _, need_w, need_gu, need_down, _ = ctx.needs_input_grad
+        n, k = topk_weights.shape
+        inter = gate_up_proj.shape[1] // 2
+        g_g = grad_out[tokens]
+        grad_w = None
+        if need_w:
+            flat = xp.zeros(n * k, dtype=grad_out.dtype)
+            flat[order] = (g_g * y_g).sum(axis=-1)
+            grad_w = flat.reshape(n, k).astype(topk_weights.dtype, copy=False)
+        if not (need_x or need_gu or need_down):
+            return None, None, grad_w, None, None, None
+        dy = g_g * topk_weights.reshape(-1)[order][:, None]
+        grad_down = xp.zeros_like(down_proj) if need_down else None
+        da = xp.empty_like(a)
+        for e in active:
+            s, t = bounds[e], bounds[e + 1]
+            if need_down:
+                xp.matmul(dy[s:t].T, a[s:t], out=grad_down[e])
+            xp.matmul(dy[s:t], down_proj[e], out=da[s:t])
+        gate, up = h[:, :inter], h[:, inter:]
+        act, dact = _act_and_grad(xp, activation, gate, True)
+        dh = xp.concatenate([da * up * dact, da * act], axis=1).astype(h.dtype, copy=False)
+        grad_gu = xp.zeros_like(gate_up_proj) if need_gu else None
+        dx_g = xp.empty((dh.shape[0], hidden.shape[1]), dtype=hidden.dtype) if need_x else None
+        x_g = hidden[tokens] if need_gu else None
+        for e in active:
+            s, t = bounds[e], bounds[e + 1]
+            if need_gu:
+                xp.matmul(dh[s:t].T, x_g[s:t], out=grad_gu[e])
+            if need_x:
+                xp.matmul(dh[s:t], gate_up_proj[e], out=dx_g[s:t])
+        grad_x = None
+        if need_x:
+            pairs = xp.zeros((n * k, hidden.shape[1]), dtype=hidden.dtype)
+            pairs[order] = dx_g
+            grad_x = pairs.reshape(n, k, hidden.shape[1]).sum(axis=1)
+        return grad_x, None, grad_w, grad_gu, grad_down, None
+
+
+def moe_experts(hidden, topk_ids, topk_weights, gate_up_proj, down_proj, activation="silu"):
+    """Weighted sum of the top-k SwiGLU experts of each token: ``[N, d]`` -> ``[N, d]``.
+
+    ``topk_ids [N, k]`` (int) selects experts; a negative id marks a dropped (token, slot) pair
+    that contributes nothing (capacity overflow). ``topk_weights [N, k]`` are cast to the
+    hidden dtype. Experts: ``gate_up_proj [E, 2I, d]`` (gate rows first), ``down_proj [E, d, I]``.
+    """
+    for name, t in (("hidden", hidden), ("topk_ids", topk_ids), ("topk_weights", topk_weights),
+                    ("gate_up_proj", gate_up_proj), ("down_proj", down_proj)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"moe_experts: {name} must be a Tensor, got {type(t).__name__}")
+    act = _ACTIVATIONS.get(activation)
+    if act is None:
+        raise ValueError(f"moe_experts: unknown activation {activation!r}; expected one of "
+                         f"{sorted(_ACTIVATIONS)}")
+    if hidden.ndim != 2 or gate_up_proj.ndim != 3 or down_proj.ndim != 3:
+        raise ValueError(f"moe_experts: expected hidden [N, d], gate_up_proj [E, 2I, d] and "
+                         f"down_proj [E, d, I], got {tuple(hidden.shape)}, "
+                         f"{tuple(gate_up_proj.shape)} and {tuple(down_proj.shape)}")
+    n, d = hidden.shape
+    num_experts, two_i, d_in = gate_up_proj.shape
+    if d_in != d or two_i % 2 or tuple(down_proj.shape) != (num_experts, d, two_i // 2):
+        raise ValueError(f"moe_experts: weights do not fit hidden size {d}: gate_up_proj "
+                         f"{tuple(gate_up_proj.shape)} must be [E, 2I, {d}] and down_proj "
+                         f"{tuple(down_proj.shape)} must be [E, {d}, I]")
+    if topk_ids.ndim != 2 or topk_ids.shape[0] != n or tuple(topk_weights.shape) != \
+            tuple(topk_ids.shape):
+        raise ValueError(f"moe_experts: topk_ids {tuple(topk_ids.shape)} and topk_weights "
+                         f"{tuple(topk_weights.shape)} must both be [N={n}, k]")
+    if topk_ids.dtype.is_floating_point or topk_ids.dtype is dtypes.bool_:
+        raise TypeError(f"moe_experts: topk_ids must be an integer tensor, got {topk_ids.dtype}")
+    if not hidden.dtype.is_floating_point:
+        raise TypeError(f"moe_experts: hidden must be floating point, got {hidden.dtype}")
+    if gate_up_proj.dtype is not hidden.dtype or down_proj.dtype is not hidden.dtype:
+        raise TypeError(f"moe_experts: expert weights ({gate_up_proj.dtype}, {down_proj.dtype}) "
+                        f"must have the hidden dtype {hidden.dtype}")
+    if topk_ids.numel() and int(topk_ids.data.max()) >= num_experts:
+        raise ValueError(f"moe_experts: topk_ids holds expert {int(topk_ids.data.max())} but "
+                         f"there are only {num_experts} experts")
+    ids = topk_ids if topk_ids.dtype is dtypes.int64 else to_dtype(topk_ids, dtypes.int64)
+    return MoEExperts.apply(hidden, ids, to_dtype(topk_weights, hidden.dtype), gate_up_proj,
+                            down_proj, act)
