@@ -6,7 +6,8 @@ from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .nn import *  # noqa: F401,F403
 from .moe import *  # noqa: F401,F403
-from . import elementwise, reduction, movement, indexing, linalg, nn, moe
+from .rope import *  # noqa: F401,F403
+from . import elementwise, reduction, movement, indexing, linalg, nn, moe, rope
 
 __all__ = (elementwise.__all__ + reduction.__all__ + movement.__all__ + indexing.__all__
-           + linalg.__all__ + nn.__all__ + moe.__all__)
+           + linalg.__all__ + nn.__all__ + moe.__all__ + rope.__all__)

@@ -135,7 +135,7 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotate queries and keys ``[B, H, S, D]`` by the positions' ``cos``/``sin [B, S, D]``."""
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    return ops.rotary_embedding(q, cos, sin), ops.rotary_embedding(k, cos, sin)
 
 
 class MoEAttention(Module):
