@@ -1,0 +1,42 @@
+"""Array-level helpers shared by the nn and loss op families."""
+import numpy as np
+
+from ..tensor import Tensor
+
+
+def check_float(op, x, name="input"):
+    """TypeError naming ``op`` unless ``x`` is a floating-point Tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected {name} to be a Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{op}: expected a floating point {name}, got {x.dtype}")
+
+
+def opmath_dtype(dt):
+    """The dtype reductions run in: float32 for half types (as PyTorch's opmath), else ``dt``."""
+    return np.dtype(np.float32) if dt.itemsize < 4 else dt
+
+
+def opmath(x):
+    """``x`` in its opmath dtype (no copy for float32/float64)."""
+    return x.astype(opmath_dtype(x.dtype), copy=False)
+
+
+def softmax(xp, x, axis):
+    """Stable softmax of an array (max subtracted before the exp), in opmath precision."""
+    x = opmath(x)
+    if x.size == 0:
+        return x.copy()
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def log_softmax(xp, x, axis):
+    """Stable ``log(softmax(x))`` of an array via log-sum-exp, in opmath precision."""
+    x = opmath(x)
+    if x.size == 0:
+        return x.copy()
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
