@@ -133,11 +133,12 @@ def evaluate(model, windows, batch_size):
 
 
 def _router_summary(out):
-    """Aux loss, mean active experts per token and per-layer expert load from a model output."""
-    stats = getattr(out, "router_stats", None) or {}
-    aux = getattr(out, "aux_loss", None)
+    """Aux loss, mean active experts per token and per-layer expert load of a model output."""
+    stats = out.router_stats or {}
+    aux = out.aux_loss
     aux = float(aux.item()) if hasattr(aux, "item") else (float(aux) if aux is not None else None)
-    active = stats.get("mean_active_experts")
+    per_layer = stats.get("active_experts_per_token")
+    active = float(np.mean(per_layer)) if per_layer else None
     load = stats.get("expert_load")
     if load is not None:
         load = [[round(float(v), 5) for v in np.asarray(layer).reshape(-1)] for layer in load]
@@ -252,7 +253,8 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
         while step < args.steps and not interrupt.hit:
             inputs, labels = sampler.next_batch()
             t0 = time.perf_counter()
-            out = model(genesis.tensor(inputs), labels=genesis.tensor(labels), return_dict=True)
+            out = model(genesis.tensor(inputs), labels=genesis.tensor(labels), return_dict=True,
+                        output_router_logits=True)
             optimizer.zero_grad()
             out.loss.backward()
             grad_norm = clip_grad_norm_(model.parameters(), args.grad_clip) if args.grad_clip \
