@@ -12,6 +12,7 @@ from .creation import *  # noqa: F401,F403
 from .random import manual_seed, seed, initial_seed, get_rng_state, set_rng_state, Generator
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
 from . import autograd
+from .serialization import save, load
 from .backends import cuda as _cuda_backend
 
 __version__ = "0.1.0"

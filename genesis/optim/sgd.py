@@ -1,0 +1,41 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    """SGD as PyTorch: ``buf = m*buf + (1-d)*g``; ``p -= lr * (g + m*buf if nesterov else buf)``."""
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+                 *, maximize=False):
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _update(self, xp, param, grad, state, group):
+        p = param.data
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if group["maximize"]:
+            grad = -grad
+        if wd != 0:
+            grad = grad + wd * p
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = Tensor._make(grad.copy(), device=param.device)
+                state["momentum_buffer"] = buf
+            else:
+                buf.data *= momentum
+                buf.data += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf.data if group["nesterov"] else buf.data
+        p += -lr * grad

@@ -1,0 +1,275 @@
+"""genesis.save / genesis.load: nested state in one safetensors file, never pickle.
+
+Tensors are stored under flattened dotted keys (``model.layers.0.weight``); everything else
+(dicts with str/int keys, lists, tuples, numbers, strings, bools, None) is kept as JSON in the
+safetensors metadata, together with a CRC32 of the tensor bytes so corruption is detected.
+Writes go to a temporary file in the same directory, are fsynced and renamed over the target,
+so a crash mid-save leaves the previous file intact.
+"""
+import json
+import math
+import os
+import secrets
+import zlib
+
+import ml_dtypes
+import numpy as np
+import safetensors
+
+from .device import as_device
+from .tensor import Tensor, _move
+
+__all__ = ["save", "load"]
+
+_FORMAT = "genesis.save/1"
+_DTYPE_CODES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32",
+                np.dtype(np.float16): "F16", np.dtype(ml_dtypes.bfloat16): "BF16",
+                np.dtype(np.int64): "I64", np.dtype(np.int32): "I32", np.dtype(np.int16): "I16",
+                np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
+_CODE_DTYPES = {code: dt for dt, code in _DTYPE_CODES.items()}
+_SERIALIZE_NAMES = {"BF16": "bfloat16", "BOOL": "bool"}
+_CHUNK = 1 << 24
+
+
+# --------------------------------------------------------------------------- encoding
+class _Encoder:
+    """Turn a nested object into a JSON tree plus a flat dict of host arrays."""
+
+    def __init__(self):
+        self.arrays = {}
+        self.keys_by_id = {}
+
+    def encode(self, obj, path):
+        """The JSON node for ``obj`` found at dotted ``path``; tensors go to ``self.arrays``."""
+        if isinstance(obj, Tensor):
+            return self._tensor(obj, path)
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, np.bool_):
+            return bool(obj)
+        if isinstance(obj, (int, np.integer)):
+            return int(obj)
+        if isinstance(obj, (float, np.floating)):
+            value = float(obj)
+            return value if math.isfinite(value) else {"t": "float", "v": repr(value)}
+        if isinstance(obj, dict):
+            items = []
+            for k, v in obj.items():
+                if isinstance(k, bool) or not isinstance(k, (str, int)):
+                    raise TypeError(f"genesis.save: dict keys must be str or int, got "
+                                    f"{type(k).__name__} key {k!r} at {path or '<root>'}")
+                items.append([k, self.encode(v, _join(path, k))])
+            return {"t": "dict", "items": items}
+        if isinstance(obj, (list, tuple)):
+            tag = "list" if isinstance(obj, list) else "tuple"
+            return {"t": tag, "items": [self.encode(v, _join(path, i)) for i, v in enumerate(obj)]}
+        raise TypeError(f"genesis.save: cannot save a {type(obj).__name__} at "
+                        f"{path or '<root>'}; only tensors, dicts, lists, tuples, numbers, "
+                        "strings, bools and None are supported (no pickle)")
+
+    def _tensor(self, t, path):
+        node = {"t": "tensor"}
+        key = self.keys_by_id.get(id(t))
+        if key is None:
+            key = path or "tensor"
+            n = 1
+            while key in self.arrays:
+                key = f"{path or 'tensor'}#{n}"
+                n += 1
+            arr = t.data if isinstance(t.data, np.ndarray) else t.data.get()
+            self.arrays[key] = _contiguous(arr)
+            self.keys_by_id[id(t)] = key
+        node["key"] = key
+        from .nn.parameter import Parameter
+        if isinstance(t, Parameter):
+            node["parameter"] = True
+        if t.requires_grad:
+            node["requires_grad"] = True
+        return node
+
+
+def _contiguous(arr):
+    """A C-contiguous array with the same shape (``np.ascontiguousarray`` makes 0-d 1-d)."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else str(key)
+
+
+def _crc(tree_json, arrays):
+    """CRC32 over the JSON tree and every tensor's key, dtype, shape and bytes."""
+    crc = zlib.crc32(tree_json.encode())
+    for key in sorted(arrays):
+        arr = _contiguous(arrays[key])
+        crc = zlib.crc32(f"{key}|{arr.dtype.str}|{arr.shape}".encode(), crc)
+        crc = zlib.crc32(arr.reshape(-1).view(np.uint8), crc)
+    return crc
+
+
+def _serialize(obj):
+    """The safetensors bytes of ``obj``: tensors by dotted key, the structure in metadata."""
+    enc = _Encoder()
+    tree = json.dumps(enc.encode(obj, ""), separators=(",", ":"))
+    metadata = {"format": _FORMAT, "tree": tree, "crc32": str(_crc(tree, enc.arrays))}
+    specs = {}
+    for key, arr in enc.arrays.items():
+        code = _DTYPE_CODES.get(arr.dtype)
+        if code is None:
+            raise TypeError(f"genesis.save: tensor {key!r} has unsupported dtype {arr.dtype}")
+        specs[key] = safetensors.TensorSpec(
+            dtype=_SERIALIZE_NAMES.get(code, arr.dtype.name), shape=arr.shape,
+            data_ptr=arr.ctypes.data, data_len=arr.nbytes)
+    return safetensors.serialize(specs, metadata=metadata)
+
+
+def _write_chunks(f, data):
+    """Write ``data`` to ``f`` in chunks."""
+    view = memoryview(data)
+    for start in range(0, len(view), _CHUNK):
+        f.write(view[start:start + _CHUNK])
+
+
+def save(obj, f):
+    """Save tensors and nested metadata to ``f`` (a path or a binary file object) atomically."""
+    data = _serialize(obj)
+    if hasattr(f, "write"):
+        _write_chunks(f, data)
+        return
+    path = os.fspath(f)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
+                                  f"{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _write_chunks(out, data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory):
+    """Persist the rename (best effort: some filesystems cannot fsync a directory)."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# --------------------------------------------------------------------------- decoding
+def load(f, map_location=None):
+    """Load what ``save`` wrote (or any safetensors file, as a flat dict of tensors).
+
+    Raises RuntimeError naming the file and the problem for truncated, corrupted or
+    non-safetensors input.
+    """
+    name = getattr(f, "name", None) if hasattr(f, "read") else os.fspath(f)
+    if hasattr(f, "read"):
+        data = f.read()
+    else:
+        with open(name, "rb") as fh:
+            data = fh.read()
+    device = as_device(map_location) if map_location is not None else None
+    return _deserialize(data, name or "<file object>", device)
+
+
+def _fail(name, what):
+    raise RuntimeError(f"genesis.load: {name} {what}") from None
+
+
+def _deserialize(data, name, device):
+    if len(data) < 8:
+        _fail(name, f"is not a safetensors file: only {len(data)} bytes (a header needs 8+)")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > len(data) - 8:
+        _fail(name, f"is truncated or not a safetensors file: the header claims {header_len} "
+                    f"bytes but the file holds {len(data)}")
+    try:
+        header = json.loads(bytes(data[8:8 + header_len]))
+        views = safetensors.deserialize(data)
+    except Exception as exc:  # noqa: BLE001 - the parser raises several types
+        _fail(name, f"is corrupted or not a safetensors file ({type(exc).__name__}: {exc})")
+    metadata = header.get("__metadata__") or {}
+    arrays = {}
+    for key, view in views:
+        dt = _CODE_DTYPES.get(view["dtype"].upper())
+        if dt is None:
+            _fail(name, f"holds tensor {key!r} of unsupported dtype {view['dtype']}")
+        arrays[key] = np.frombuffer(view["data"], dtype=dt).reshape(view["shape"])
+    if not any(k in metadata for k in ("format", "tree", "crc32")):
+        return {key: _to_tensor(arr, device) for key, arr in arrays.items()}
+    try:
+        if metadata["format"] != _FORMAT:
+            raise ValueError(f"unknown format tag {metadata['format']!r}, expected {_FORMAT!r}")
+        expected = int(metadata["crc32"])
+        tree = metadata["tree"]
+    except (KeyError, ValueError) as exc:
+        _fail(name, f"has a corrupted genesis header ({type(exc).__name__}: {exc})")
+    if _crc(tree, arrays) != expected:
+        _fail(name, "is corrupted: its tensors or structure do not match the CRC32 checksum")
+    try:
+        return _Decoder(arrays, device).decode(json.loads(tree))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        _fail(name, f"has a corrupted genesis structure ({type(exc).__name__}: {exc})")
+
+
+def _to_tensor(arr, device):
+    t = Tensor._make(arr)
+    if device is not None and device.type != "cpu":
+        t = Tensor._make(_move(arr, device), device=device)
+    return t
+
+
+class _Decoder:
+    """Rebuild the nested object from the JSON tree and the loaded arrays."""
+
+    def __init__(self, arrays, device):
+        self.arrays = arrays
+        self.device = device
+        self.tensors = {}
+
+    def decode(self, node):
+        """The Python object for a JSON ``node``."""
+        if not isinstance(node, dict):
+            if isinstance(node, list):
+                raise ValueError("bare JSON list in tree")
+            return node
+        tag = node["t"]
+        if tag == "dict":
+            return {k: self.decode(v) for k, v in node["items"]}
+        if tag == "list":
+            return [self.decode(v) for v in node["items"]]
+        if tag == "tuple":
+            return tuple(self.decode(v) for v in node["items"])
+        if tag == "float":
+            return float(node["v"])
+        if tag == "tensor":
+            return self._tensor(node)
+        raise ValueError(f"unknown node type {tag!r}")
+
+    def _tensor(self, node):
+        key = node["key"]
+        t = self.tensors.get(key)
+        if t is not None:
+            return t
+        t = _to_tensor(self.arrays[key], self.device)
+        if node.get("parameter"):
+            from .nn.parameter import Parameter
+            t = Parameter(t, requires_grad=bool(node.get("requires_grad")))
+        elif node.get("requires_grad"):
+            t.requires_grad_(True)
+        self.tensors[key] = t
+        return t
+
