@@ -13,6 +13,7 @@ from .random import manual_seed, seed, initial_seed, get_rng_state, set_rng_stat
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
 from . import autograd
 from .serialization import save, load
+from . import nn, optim, utils  # noqa: E402  (genesis.nn / genesis.optim like torch.nn)
 from .backends import cuda as _cuda_backend
 
 __version__ = "0.1.0"

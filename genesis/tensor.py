@@ -1,4 +1,5 @@
 """Tensor: an array with a dtype, a device and autograd fields, spelled like PyTorch."""
+import copy
 import numbers
 
 import numpy as np
@@ -407,6 +408,23 @@ class Tensor:
 
     def __getstate__(self):
         raise TypeError("genesis tensors are not picklable; use genesis.save (safetensors)")
+
+    def __deepcopy__(self, memo):
+        if self.grad_fn is not None:
+            raise RuntimeError("deepcopy: only tensors created by the user (graph leaves) support "
+                               "deepcopy; detach() it first")
+        if id(self) in memo:
+            return memo[id(self)]
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new._init(self.data.copy(), self.device)
+        new._requires_grad = self._requires_grad
+        if self.grad is not None:
+            new.grad = Tensor._make(self.grad.data.copy(), device=self.device)
+        for key, value in self.__dict__.items():
+            if key != "_has_views":
+                setattr(new, key, copy.deepcopy(value, memo))
+        return new
 
 
 def _wrap_dim(dim, ndim, op):

@@ -176,3 +176,23 @@ def test_python_protocol():
     out = np.float64(2.0) * x
     assert isinstance(out, genesis.Tensor)
     assert {x: 1}[x] == 1
+
+
+def test_deepcopy_copies_leaves_and_refuses_graph_nodes():
+    import copy
+    x = genesis.tensor([1.0, 2.0], requires_grad=True)
+    y = copy.deepcopy(x)
+    assert y.requires_grad and y.tolist() == [1.0, 2.0]
+    y.data[0] = 5.0
+    assert x.tolist() == [1.0, 2.0]
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(x * 2)
+
+
+def test_float32_erf_is_accurate_and_float64_is_exact():
+    import math
+    xs = np.linspace(-6, 6, 4001)
+    ref = np.array([math.erf(v) for v in xs])
+    np.testing.assert_allclose(genesis.erf(genesis.tensor(xs, dtype=genesis.float64)).numpy(),
+                               ref, atol=1e-14)
+    np.testing.assert_allclose(genesis.erf(genesis.tensor(xs)).numpy(), ref, atol=3e-7)

@@ -18,16 +18,6 @@ class Parameter(Tensor):
             Tensor.__init__(self, data)
         self.requires_grad = requires_grad
 
-    def __deepcopy__(self, memo):
-        if id(self) in memo:
-            return memo[id(self)]
-        result = Parameter(Tensor._make(self.data.copy(), device=self.device),
-                           requires_grad=self.requires_grad)
-        if self.grad is not None:
-            result.grad = Tensor._make(self.grad.data.copy(), device=self.device)
-        memo[id(self)] = result
-        return result
-
     def __repr__(self):
         return "Parameter containing:\n" + Tensor.__repr__(self)
 
