@@ -131,3 +131,45 @@ def test_info_lists_backends(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert "NumPy (CPU)" in text and "CuPy (GPU)" in text and "presets:" in text
+
+
+def test_plots_are_written_when_matplotlib_is_installed(run_dir):
+    pytest.importorskip("matplotlib")
+    out = run_dir / "run"
+    assert main(_train_argv(run_dir, out, steps=4)) == 0
+    for name in ("loss.png", "expert_load.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000, name
+
+
+def test_plots_missing_matplotlib_gives_one_line_notice(run_dir, monkeypatch):
+    import builtins
+    from genesis.train.plotting import plot_metrics
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    lines = plot_metrics(str(run_dir / "metrics.jsonl"), str(run_dir))
+    assert len(lines) == 1 and "matplotlib is not installed" in lines[0]
+
+
+def test_train_and_generate_with_hf_tokenizer(run_dir):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, pre_tokenizers, trainers
+    tok = tokenizers.Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([TEXT], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    tok.save(str(run_dir / "tokenizer.json"))
+    out = run_dir / "tok"
+    assert main(_train_argv(run_dir, out, steps=4,
+                            extra=["--tokenizer", str(run_dir / "tokenizer.json")])) == 0
+    assert (out / "checkpoint" / "tokenizer.json").is_file()
+    proc = subprocess.run([sys.executable, "-m", "genesis", "generate", "--checkpoint",
+                           str(out / "checkpoint"), "--prompt", "experts", "--max-new-tokens",
+                           "5", "--seed", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("experts")
