@@ -40,7 +40,7 @@ def build_parser():
     t.add_argument("--data", help="a text file or a folder of .txt files (default: the Python "
                    "documentation shipped with CPython)")
     t.add_argument("--tokenizer", help="a HuggingFace tokenizer.json (default: bytes, vocab 256)")
-    t.add_argument("--steps", type=_positive_int, default=400)
+    t.add_argument("--steps", type=_positive_int, default=800)
     t.add_argument("--batch-size", type=_positive_int, default=16)
     t.add_argument("--seq-len", type=_positive_int, default=128)
     t.add_argument("--lr", type=_non_negative_float, default=3e-3, help="peak learning rate")
