@@ -3,7 +3,7 @@ import numpy as np
 
 from . import ops
 from .autograd import _mode
-from .random import _rng
+from .random import _rng, draw_normal, draw_uniform
 from .tensor import Tensor
 
 # Methods that forward to the op of the same name with ``self`` first.
@@ -179,26 +179,16 @@ def _random_fill(self, arr, op):
     return _fill_array(self, arr.astype(self.data.dtype, copy=False), op)
 
 
-def _draw_dtype(self):
-    return np.float64 if self.data.dtype == np.float64 else np.float32
-
-
 def normal_(self, mean=0.0, std=1.0, generator=None):
     """Fill with normal samples in place (drawn in float32 unless the tensor is float64)."""
-    draw = _rng(generator).standard_normal(self.data.shape, dtype=_draw_dtype(self))
-    if std != 1.0:
-        draw *= std
-    if mean != 0.0:
-        draw += mean
-    return _random_fill(self, draw, "normal_")
+    return _random_fill(self, draw_normal(self.data.shape, self.data.dtype, mean, std, generator),
+                        "normal_")
 
 
 def uniform_(self, a=0.0, b=1.0, generator=None):
     """Fill with uniform samples from [a, b) in place."""
-    draw = _rng(generator).random(self.data.shape, dtype=_draw_dtype(self))
-    draw *= (b - a)
-    draw += a
-    return _random_fill(self, draw, "uniform_")
+    return _random_fill(self, draw_uniform(self.data.shape, self.data.dtype, a, b, generator),
+                        "uniform_")
 
 
 def bernoulli_(self, p=0.5, generator=None):

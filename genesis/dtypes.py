@@ -67,6 +67,23 @@ def set_default_dtype(d):
     _default_float = d
 
 
+class default_dtype:
+    """``with default_dtype(genesis.bfloat16): ...`` creates floating tensors in that dtype."""
+
+    def __init__(self, d):
+        self._dtype = as_dtype(d) if d is not None else None
+
+    def __enter__(self):
+        self._previous = _default_float
+        if self._dtype is not None:
+            set_default_dtype(self._dtype)
+        return self
+
+    def __exit__(self, *exc):
+        set_default_dtype(self._previous)
+        return False
+
+
 def as_dtype(d):
     """Convert a genesis dtype, NumPy dtype, Python type or name into a genesis dtype."""
     if isinstance(d, dtype):

@@ -88,3 +88,25 @@ def set_rng_state(state):
 
 def _rng(generator):
     return (generator or default_generator).rng
+
+
+def _draw_dtype(np_dtype):
+    return np.float64 if np_dtype == np.float64 else np.float32
+
+
+def draw_normal(shape, np_dtype, mean=0.0, std=1.0, generator=None):
+    """N(mean, std^2) samples, drawn in float32 unless ``np_dtype`` is float64."""
+    draw = _rng(generator).standard_normal(shape, dtype=_draw_dtype(np_dtype))
+    if std != 1.0:
+        draw *= std
+    if mean != 0.0:
+        draw += mean
+    return draw
+
+
+def draw_uniform(shape, np_dtype, low=0.0, high=1.0, generator=None):
+    """U(low, high) samples, drawn in float32 unless ``np_dtype`` is float64."""
+    draw = _rng(generator).random(shape, dtype=_draw_dtype(np_dtype))
+    draw *= (high - low)
+    draw += low
+    return draw

@@ -252,3 +252,14 @@ def test_clip_grad_value_and_vector_round_trip():
     assert gp[1].tolist() == [12.0, 13.0, 14.0, 15.0, 16.0]
     with pytest.raises(ValueError, match="21 elements"):
         nn.utils.vector_to_parameters(genesis.zeros(3), gp)
+
+
+def test_skip_init_leaves_parameters_untouched_and_draws_nothing():
+    genesis.manual_seed(0)
+    state = genesis.get_rng_state()
+    with nn.init.skip_init():
+        layer = nn.Linear(4, 3)
+    assert not layer.weight.detach().numpy().any()
+    assert genesis.get_rng_state().tolist() == state.tolist()
+    nn.init.normal_(layer.weight)
+    assert layer.weight.detach().numpy().any()

@@ -3,17 +3,43 @@
 Every draw goes through ``genesis.random``'s generator, so ``genesis.manual_seed`` makes
 initialisation reproducible. Values are drawn on the host and copied into the tensor.
 """
+import contextlib
+import functools
 import math
 import warnings
 
 import numpy as np
 
 from ..ops._special import erf
-from ..random import _rng
+from ..random import _rng, draw_normal, draw_uniform
 from ..tensor import _move
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
-           "zeros_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+           "zeros_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+           "skip_init"]
+
+_skipping = [False]
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Within this block every initialiser leaves its tensor untouched (for loading weights
+    that will be overwritten anyway: no random draws, no wasted time or memory)."""
+    previous = _skipping[0]
+    _skipping[0] = True
+    try:
+        yield
+    finally:
+        _skipping[0] = previous
+
+
+def _skippable(fn):
+    @functools.wraps(fn)
+    def wrapper(tensor, *args, **kwargs):
+        if _skipping[0]:
+            return tensor
+        return fn(tensor, *args, **kwargs)
+    return wrapper
 
 
 def _fill(tensor, values):
@@ -72,14 +98,17 @@ def _empty_warning(tensor, op):
     return False
 
 
+@_skippable
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with samples from U(a, b)."""
-    return _fill(tensor, _rng(generator).uniform(a, b, tuple(tensor.shape)))
+    return _fill(tensor, draw_uniform(tuple(tensor.shape), tensor.data.dtype, a, b, generator))
 
 
+@_skippable
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with samples from N(mean, std^2)."""
-    return _fill(tensor, _rng(generator).normal(mean, std, tuple(tensor.shape)))
+    return _fill(tensor, draw_normal(tuple(tensor.shape), tensor.data.dtype, mean, std,
+                                     generator))
 
 
 def _erfinv(y):
@@ -106,6 +135,7 @@ def _norm_cdf(x):
     return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
 
+@_skippable
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """Fill with N(mean, std^2) samples truncated to [a, b] (inverse-CDF sampling, as PyTorch)."""
     if not a < b:
@@ -117,6 +147,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     return _fill(tensor, values)
 
 
+@_skippable
 def constant_(tensor, val):
     """Fill with ``val``."""
     return _fill(tensor, np.full(tuple(tensor.shape), val))

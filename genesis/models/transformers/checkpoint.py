@@ -18,6 +18,7 @@ import numpy as np
 
 from ... import backends, dtypes
 from ...autograd import no_grad
+from ...nn import init
 
 __all__ = ["load_pretrained", "save_pretrained", "load_hf_state_dict", "hf_to_genesis_state_dict",
            "genesis_to_hf_state_dict", "split_state_dict_into_shards", "parse_size",
@@ -235,9 +236,10 @@ def load_pretrained(cls, path_or_dir, dtype=None, check_memory=True, **overrides
     config = MoEConfig.from_pretrained(directory, **overrides)
     target = _model_dtype(dtype, config)
     headers = _read_headers(files)
-    model = cls(config, check_memory=check_memory)
-    if target is not None:
-        model.to(target)
+    # Built directly in the target dtype without random initialisation: every parameter is
+    # overwritten below, so peak memory is one copy of the model in the dtype it is loaded in.
+    with dtypes.default_dtype(target), init.skip_init():
+        model = cls(config, check_memory=check_memory)
     plan = _load_plan(model, headers, path_or_dir)
     _copy_tensors(model, files, plan)
     model.eval()

@@ -337,13 +337,8 @@ class MoEPreTrainedModel(Module):
         if name in PRESETS and not os.path.exists(name):
             check = kwargs.pop("check_memory", True)
             config = get_moe_config(name, **kwargs)
-            previous = dtypes.get_default_dtype()
-            if dtype is not None:
-                dtypes.set_default_dtype(dtype)
-            try:
+            with dtypes.default_dtype(dtype):
                 return cls(config, check_memory=check)
-            finally:
-                dtypes.set_default_dtype(previous)
         from . import checkpoint
         return checkpoint.load_pretrained(cls, pretrained_model_name_or_path, dtype=dtype,
                                           **kwargs)
