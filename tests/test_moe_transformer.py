@@ -274,6 +274,18 @@ class TestMoEModel:
         assert abs(w.std() - 0.05) < 0.005
         assert (model.model.norm.weight.detach().numpy() == 1).all()
 
+    def test_every_weight_is_initialised_once_with_hf_scheme(self):
+        model = build(initializer_range=0.05, num_hidden_layers=2, num_shared_experts=1,
+                      shared_expert_gate=True, attention_bias=True)
+        for name, p in model.named_parameters():
+            w = p.detach().numpy()
+            if name.endswith("layernorm.weight") or name == "model.norm.weight":
+                assert (w == 1).all(), name
+            elif name.endswith(".bias"):
+                assert not w.any(), name
+            elif w.size >= 32:
+                assert abs(w.std() - 0.05) < 0.3 * 0.05 and abs(w.mean()) < 0.05, name
+
     def test_rmsnorm_and_rotary_match_formulas(self):
         model = build(num_hidden_layers=1)
         x = np.random.default_rng(0).standard_normal((2, 3, 32)).astype(np.float32)

@@ -357,9 +357,11 @@ class MoEModel(MoEPreTrainedModel):
         super().__init__(config, check_memory)
         self.padding_idx = config.pad_token_id
         self.vocab_size = config.vocab_size
-        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
-        self.layers = ModuleList([MoEDecoderLayer(config, i)
-                                  for i in range(config.num_hidden_layers)])
+        with init.skip_init():  # post_init draws every weight once, with HF's scheme
+            self.embed_tokens = Embedding(config.vocab_size, config.hidden_size,
+                                          self.padding_idx)
+            self.layers = ModuleList([MoEDecoderLayer(config, i)
+                                      for i in range(config.num_hidden_layers)])
         self.norm = MoERMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = MoERotaryEmbedding(config)
         if type(self) is MoEModel:
@@ -438,9 +440,10 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
 
     def __init__(self, config, check_memory=True):
         super().__init__(config, check_memory)
-        self.model = MoEModel(config, check_memory=False)
+        with init.skip_init():  # post_init draws every weight once, with HF's scheme
+            self.model = MoEModel(config, check_memory=False)
+            self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.vocab_size = config.vocab_size
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
         self.tie_weights()
 
