@@ -90,7 +90,8 @@ def describe_meters():
             cls()
             parts.append(f"{cls.name} readable")
         except RuntimeError as exc:
-            parts.append(f"{cls.name} unavailable ({exc})")
+            reason = str(exc).split(": ", 1)[-1]
+            parts.append(f"{cls.name} unavailable ({reason})")
     return "; ".join(parts)
 
 
