@@ -290,7 +290,15 @@ class Function:
             ctx.xp = backends.xp_for(dev)
         record = any_grad and _mode.enabled
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
-        out = cls.forward(ctx, *raw, **kwargs)
+        try:
+            out = cls.forward(ctx, *raw, **kwargs)
+        except ValueError as exc:
+            if "broadcast" not in str(exc):
+                raise
+            shapes = " and ".join(str(tuple(a.shape)) for a in args if isinstance(a, tensor_cls))
+            raise RuntimeError(f"{cls.__name__}: the shapes {shapes} cannot be broadcast "
+                               "together (sizes must match or be 1, aligned from the right)"
+                               ) from None
         multi = type(out) is tuple
         outs = out if multi else (out,)
         base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None

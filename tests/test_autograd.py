@@ -222,3 +222,9 @@ def test_mismatched_devices_error_names_function():
     y.device = genesis.device("cuda", 0)
     with pytest.raises(RuntimeError, match="same device"):
         x * y
+
+
+def test_broadcast_mismatch_error_names_op_and_shapes():
+    with pytest.raises(RuntimeError, match=r"Mul: the shapes \(2, 3\) and \(4, 5\) cannot be "
+                                           "broadcast"):
+        genesis.randn(2, 3) * genesis.randn(4, 5)
