@@ -25,23 +25,8 @@ class Identity(Module):
         return input
 
 
-class Sequential(Module):
-    """Chains modules: ``Sequential(a, b)(x) == b(a(x))``; also takes an OrderedDict."""
-
-    def __init__(self, *args):
-        super().__init__()
-        if len(args) == 1 and isinstance(args[0], OrderedDict):
-            for key, module in args[0].items():
-                self.add_module(key, module)
-        else:
-            for i, module in enumerate(args):
-                self.add_module(str(i), module)
-
-    def forward(self, input):
-        """Feed ``input`` through every module in order."""
-        for module in self._modules.values():
-            input = module(input)
-        return input
+class _ModuleSequence(Module):
+    """List behaviour shared by Sequential and ModuleList: positions, renumbered on change."""
 
     def __len__(self):
         return len(self._modules)
@@ -49,25 +34,18 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
-        return list(self._modules.values())[_index(idx, len(self), "Sequential")]
-
-    def __setitem__(self, idx, module):
-        key = list(self._modules)[_index(idx, len(self), "Sequential")]
-        self.add_module(key, module)
-
-    def __delitem__(self, idx):
-        keys = list(self._modules)
-        targets = keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(keys),
-                                                                         "Sequential")]]
-        for key in targets:
-            del self._modules[key]
-        modules = list(self._modules.values())
+    def _renumber(self, modules):
         self._modules.clear()
         for i, module in enumerate(modules):
-            self._modules[str(i)] = module
+            self.add_module(str(i), module)
+
+    def __delitem__(self, idx):
+        modules = list(self._modules.values())
+        if isinstance(idx, slice):
+            del modules[idx]
+        else:
+            del modules[_index(idx, len(modules), type(self).__name__)]
+        self._renumber(modules)
 
     def append(self, module):
         """Add ``module`` at the end; returns self."""
@@ -85,27 +63,48 @@ class Sequential(Module):
         modules = list(self._modules.values())
         n = len(modules)
         if not -n <= index <= n:
-            raise IndexError(f"Sequential.insert: index {index} is out of range for length {n}")
+            raise IndexError(f"{type(self).__name__}.insert: index {index} is out of range for "
+                             f"length {n}")
         modules.insert(index + n if index < 0 else index, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        self._renumber(modules)
         return self
 
 
-class ModuleList(Module):
+class Sequential(_ModuleSequence):
+    """Chains modules: ``Sequential(a, b)(x) == b(a(x))``; also takes an OrderedDict."""
+
+    def __init__(self, *args):
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for key, module in args[0].items():
+                self.add_module(key, module)
+        else:
+            for i, module in enumerate(args):
+                self.add_module(str(i), module)
+
+    def forward(self, input):
+        """Feed ``input`` through every module in order."""
+        for module in self._modules.values():
+            input = module(input)
+        return input
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return list(self._modules.values())[_index(idx, len(self), "Sequential")]
+
+    def __setitem__(self, idx, module):
+        key = list(self._modules)[_index(idx, len(self), "Sequential")]
+        self.add_module(key, module)
+
+
+class ModuleList(_ModuleSequence):
     """A list of modules whose parameters are registered (indexed by position)."""
 
     def __init__(self, modules=None):
         super().__init__()
         if modules is not None:
             self.extend(modules)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
@@ -115,40 +114,11 @@ class ModuleList(Module):
     def __setitem__(self, idx, module):
         self.add_module(str(_index(idx, len(self), "ModuleList")), module)
 
-    def __delitem__(self, idx):
-        modules = list(self._modules.values())
-        if isinstance(idx, slice):
-            del modules[idx]
-        else:
-            del modules[_index(idx, len(modules), "ModuleList")]
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
-
     def __iadd__(self, modules):
         return self.extend(modules)
 
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
-
-    def append(self, module):
-        """Add ``module`` at the end; returns self."""
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        """Append every module of an iterable; returns self."""
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        """Insert ``module`` before position ``index``."""
-        modules = list(self._modules.values())
-        modules.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
 
     def __repr__(self):
         if not self._modules:
