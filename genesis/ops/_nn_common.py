@@ -27,7 +27,8 @@ def softmax(xp, x, axis):
     x = opmath(x)
     if x.size == 0:
         return x.copy()
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e = xp.asarray(x - x.max(axis=axis, keepdims=True))
+    xp.exp(e, out=e)
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
