@@ -427,6 +427,18 @@ class Tensor:
         return new
 
 
+def _zero_grads(tensors, set_to_none=True):
+    """Reset the ``.grad`` of each tensor to None, or to zeros in place (bumping its version)."""
+    for t in tensors:
+        if t.grad is None:
+            continue
+        if set_to_none:
+            t.grad = None
+        else:
+            t.grad.data[...] = 0
+            t.grad._version[0] += 1
+
+
 def _wrap_dim(dim, ndim, op):
     n = max(ndim, 1)
     if not -n <= dim < n:

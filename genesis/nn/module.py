@@ -5,7 +5,7 @@ from collections import OrderedDict, namedtuple
 
 from .. import dtypes
 from ..device import as_device, device as _device_cls
-from ..tensor import Tensor, _move
+from ..tensor import Tensor, _move, _zero_grads
 from .parameter import Parameter
 
 __all__ = ["Module", "RemovableHandle"]
@@ -384,14 +384,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         """Reset parameter gradients to None (default) or to zeros in place."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
-                p.grad._version[0] += 1
+        _zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         """Call ``fn`` on every descendant (children first) and on self; returns self."""

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from .. import backends
 from ..autograd import enable_grad
-from ..tensor import Tensor, _move
+from ..tensor import Tensor, _move, _zero_grads
 
 __all__ = ["Optimizer", "required"]
 
@@ -80,15 +80,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Reset gradients to None (default) or to zeros in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
-                    p.grad._version[0] += 1
+        _zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
