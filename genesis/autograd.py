@@ -352,18 +352,16 @@ def _tensor_cls():
 
 
 def _record_versions(ctx, args, results):
-    from .tensor import Tensor
+    """Remember the version of every saved array that belongs to an input or output tensor."""
+    tensor_cls = _tensor_cls()
+    owners = {id(t.data): t for t in args if isinstance(t, tensor_cls)}
+    for t in results:
+        owners.setdefault(id(t.data), t)
     versions = []
     for arr in ctx.to_save:
-        for t in args:
-            if isinstance(t, Tensor) and t.data is arr:
-                versions.append((t._version, t._version[0], tuple(t.shape), t.dtype))
-                break
-        else:
-            for t in results:
-                if t.data is arr:
-                    versions.append((t._version, t._version[0], tuple(t.shape), t.dtype))
-                    break
+        t = owners.get(id(arr))
+        if t is not None and t.data is arr:
+            versions.append((t._version, t._version[0], arr.shape, t.dtype))
     ctx._versions = versions
 
 
