@@ -117,10 +117,32 @@ def _write_result(self, result, op):
     return self
 
 
+def _grad_tracked(self, args):
+    return _mode.enabled and (self.requires_grad or any(
+        isinstance(a, Tensor) and a.requires_grad for a in args))
+
+
+def _inplace_on_index_view(self, fn, args, kwargs):
+    """``x[i] op= v`` where ``x`` or ``v`` needs grad: compute ``x[i] op v`` out of place (on a
+    copy, so arrays it saves stay intact), assign it into ``x`` with index assignment, and let
+    the view stand for the new value."""
+    parent, index = self._view_source
+    result = fn(self.clone(), *args, **kwargs)
+    ops.setitem(parent, index, result)
+    self.grad_fn = result.grad_fn
+    self._output_nr = result._output_nr
+    self._requires_grad = result.requires_grad
+    return self
+
+
 def _inplace(name):
     def method(self, *args, **kwargs):
+        fn = getattr(ops, name)
+        if self._base is not None and "_view_source" in self.__dict__ \
+                and _grad_tracked(self, args):
+            return _inplace_on_index_view(self, fn, args, kwargs)
         _check_inplace(self, name + "_")
-        return _write_result(self, getattr(ops, name)(self, *args, **kwargs), name + "_")
+        return _write_result(self, fn(self, *args, **kwargs), name + "_")
     method.__name__ = name + "_"
     method.__doc__ = f"In-place {name}."
     return method

@@ -228,3 +228,51 @@ def test_broadcast_mismatch_error_names_op_and_shapes():
     with pytest.raises(RuntimeError, match=r"Mul: the shapes \(2, 3\) and \(4, 5\) cannot be "
                                            "broadcast"):
         genesis.randn(2, 3) * genesis.randn(4, 5)
+
+
+def test_augmented_assignment_through_index_matches_hand_gradient():
+    leaf = genesis.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=genesis.float64, requires_grad=True)
+    v = genesis.tensor([10.0, 20.0], dtype=genesis.float64, requires_grad=True)
+    x = leaf * 1.0
+    x[0] += v          # row 0 = leaf0 + v
+    x[1] *= v          # row 1 = leaf1 * v
+    x[:, 1] *= 2.0     # column 1 doubled
+    assert x.tolist() == [[11.0, 44.0], [30.0, 160.0]]
+    x.sum().backward()
+    np.testing.assert_allclose(leaf.grad.numpy(), [[1, 2], [10, 40]])
+    np.testing.assert_allclose(v.grad.numpy(), [1 + 3, 2 + 8])
+
+
+def test_augmented_assignment_through_index_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x0, v0, w0 = rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal((3, 4))
+
+    def run(lib, make):
+        leaf, v, w = make(x0, True), make(v0, True), make(w0, False)
+        x = leaf * 1.0
+        x[0] += v
+        x[1:, 1] *= 3.0
+        x[2] -= 0.5 * v
+        (x * w).sum().backward()
+        return leaf.grad.numpy(), v.grad.numpy()
+
+    got = run(genesis, lambda a, g: genesis.tensor(a, requires_grad=g))
+    want = run(torch, lambda a, g: torch.tensor(a, requires_grad=g))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-12)
+
+
+def test_saved_view_overwritten_through_its_base_raises_like_torch():
+    leaf = genesis.randn(3, 4, dtype=genesis.float64, requires_grad=True)
+    v = genesis.randn(4, dtype=genesis.float64, requires_grad=True)
+    x = leaf * 1.0
+    x[2] -= x[0] * v   # x[0] is saved by the product, then x is modified in place
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        x.sum().backward()
+
+
+def test_augmented_assignment_into_leaf_requiring_grad_raises():
+    leaf = _leaf(1.0, 2.0)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf[0] += 1.0

@@ -263,7 +263,11 @@ def getitem(input, index):
     """``input[index]`` with PyTorch semantics; basic indexing returns a view."""
     basic, adv = _parse_index(input, index, "getitem")
     out = input if basic is None else BasicIndex.apply(input, basic)
-    return out if adv is None else Index.apply(out, adv)
+    if adv is None:
+        if basic is not None and input._base is None:
+            out._view_source = (input, index)  # lets in-place ops on the view write back
+        return out
+    return Index.apply(out, adv)
 
 
 def _value_operand(input, value, op):
