@@ -268,6 +268,7 @@ class Function:
         tensor_cls = _tensor_cls()
         raw = []
         needs = []
+        nexts = []
         any_grad = False
         dev = None
         for a in args:
@@ -282,10 +283,15 @@ class Function:
                 raw.append(a.data)
                 rg = a._requires_grad
                 needs.append(rg)
-                any_grad = any_grad or rg
+                if rg:
+                    any_grad = True
+                    nexts.append((a._grad_node(), a._output_nr))
+                else:
+                    nexts.append(None)
             else:
                 raw.append(a)
                 needs.append(False)
+                nexts.append(None)
         if dev is not None and dev.type != "cpu":
             ctx.xp = backends.xp_for(dev)
         record = any_grad and _mode.enabled
@@ -315,21 +321,15 @@ class Function:
                     r._version = base._version
                     r._base = base
             return results if multi else results[0]
-        next_functions = tuple(
-            ((a._grad_node(), a._output_nr) if a._requires_grad else None)
-            if isinstance(a, tensor_cls) else None
-            for a in args)
         outs = tuple(o if type(o) is np.ndarray or hasattr(o, "__cuda_array_interface__")
                      else ctx.xp.asarray(o) for o in outs)
-        node = Node(cls, ctx, next_functions, tuple((o.shape, o.dtype) for o in outs))
+        node = Node(cls, ctx, tuple(nexts), tuple((o.shape, o.dtype) for o in outs))
         nondiff = ctx.non_differentiable
         results = []
         for i, o in enumerate(outs):
-            differentiable = o.dtype.kind == "f" or o.dtype == _BF16
-            if differentiable and nondiff and any(o is n for n in nondiff):
-                differentiable = False
-            if differentiable:
-                t = make(o, requires_grad=True, grad_fn=node, output_nr=i, device=dev)
+            if (o.dtype.kind == "f" or o.dtype == _BF16) and not (
+                    nondiff and any(o is n for n in nondiff)):
+                t = make(o, True, node, i, dev)
             else:
                 t = make(o, device=dev)
             if base is not None:
