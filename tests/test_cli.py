@@ -75,6 +75,50 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(run_dir, monkeypatch):
     assert _losses(parted) == reference
 
 
+def test_genesis_router_resume_with_mitosis_matches_uninterrupted_run(run_dir, monkeypatch):
+    genesis_tiny = dict(TINY, router_type="genesis", genesis_max_new_experts=2,
+                        genesis_mitosis_interval=2, genesis_split_ratio=1.0)
+    (run_dir / "genesis.json").write_text(json.dumps(genesis_tiny))
+
+    def argv(out, extra=()):
+        args = _train_argv(run_dir, out, steps=10, extra=extra)
+        args[args.index("--config") + 1] = str(run_dir / "genesis.json")
+        return args
+
+    full = run_dir / "full"
+    assert main(argv(full)) == 0
+    with open(full / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f if '"loss"' in line]
+    births = [(r["step"], b["child"]) for r in records for b in r.get("mitosis", ())]
+    assert {s for s, _ in births} == {2, 4}      # both free slots of each layer filled by step 4
+    assert all(len(load) == 6 for r in records for load in r["expert_load"])
+    assert records[0]["experts_alive"] == [4, 4] and records[-1]["experts_alive"] == [6, 6]
+    for name in ("energy", "ssi", "overflow_fraction", "load_cv"):
+        assert len(records[-1][name]) == 2, name
+    try:
+        import matplotlib  # noqa: F401  (the load plot must cope with experts being born)
+        assert (full / "expert_load.png").stat().st_size > 1000
+    except ImportError:
+        pass
+
+    parted = run_dir / "parted"
+    original_write = trainer.MetricsLog.write
+
+    def write_then_interrupt(self, record):
+        original_write(self, record)
+        if record.get("step") == 3 and "loss" in record:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.MetricsLog, "write", write_then_interrupt)
+    assert main(argv(parted)) == 130
+    monkeypatch.setattr(trainer.MetricsLog, "write", original_write)
+    assert main(argv(parted, extra=["--resume"])) == 0
+    assert _losses(parted) == _losses(full)
+    with open(parted / "metrics.jsonl") as f:
+        resumed = [json.loads(line) for line in f if '"loss"' in line]
+    assert resumed == [dict(r, tokens_per_s=q["tokens_per_s"]) for r, q in zip(records, resumed)]
+
+
 def test_generate_streams_text_from_checkpoint(run_dir):
     out = run_dir / "run"
     assert main(_train_argv(run_dir, out, steps=4)) == 0

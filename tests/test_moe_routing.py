@@ -104,10 +104,17 @@ class TestTopKSelection:
                                            dtype=genesis.float32)).sum().backward()
         assert router.weight.grad is not None and np.abs(router.weight.grad.numpy()).sum() > 0
 
-    def test_genesis_router_type_raises_at_construction(self):
-        config = _config(router_type="genesis")
-        with pytest.raises(NotImplementedError, match="router_type='genesis'"):
-            MoEForCausalLM(config)
+    def test_genesis_router_type_builds_the_energy_router_with_expert_slots(self):
+        from genesis.models.transformers.genesis_router import GenesisRouter
+        config = _config(router_type="genesis", genesis_max_new_experts=3)
+        model = MoEForCausalLM(config)
+        block = model.model.layers[1].mlp
+        assert isinstance(block.gate, GenesisRouter) and block.gate.layer_idx == 1
+        assert tuple(block.gate.weight.shape) == (11, 32)
+        assert block.experts.num_experts == config.num_expert_slots == 11
+        assert model.num_parameters() == config.num_parameters()
+        ids = model(genesis.randint(0, 64, (2, 5)), output_router_logits=True).router_stats
+        assert len(ids["expert_load"][0]) == 11 and sum(ids["expert_load"][0][8:]) == 0
 
 
 # --------------------------------------------------------------------------- losses

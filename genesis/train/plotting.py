@@ -49,9 +49,12 @@ def plot_metrics(metrics_path, out_dir):
         steps = [r["step"] for r in loads]
         for layer in range(n_layers):
             ax = axes[layer][0]
-            series = list(zip(*[r["expert_load"][layer] for r in loads]))
+            rows = [r["expert_load"][layer] for r in loads]
+            width = max(len(row) for row in rows)
+            series = list(zip(*[list(row) + [0.0] * (width - len(row)) for row in rows]))
             for expert, values in enumerate(series):
-                ax.plot(steps, values, lw=0.8, label=f"expert {expert}")
+                if any(values):  # slots never used (unborn Genesis experts) are not drawn
+                    ax.plot(steps, values, lw=0.8, label=f"expert {expert}")
             ax.set_ylabel(f"MoE layer {layer}\nshare")
             ax.grid(alpha=0.3)
         axes[0][0].set_title("genesis train: share of routed tokens per expert")

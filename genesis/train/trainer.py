@@ -132,8 +132,22 @@ def evaluate(model, windows, batch_size):
     return total / count
 
 
+_GENESIS_METRICS = ("energy", "ssi", "overflow_fraction", "load_cv", "experts_alive")
+
+
+def _genesis_metrics(out):
+    """Per-layer Genesis router metrics of a model output (empty for top-k routers)."""
+    stats = out.router_stats or {}
+    record = {}
+    for name in _GENESIS_METRICS:
+        if name in stats:
+            record[name] = [v if isinstance(v, int) else round(float(v), 6) for v in stats[name]]
+    return record
+
+
 def _router_summary(out):
-    """Aux loss, mean active experts per token and per-layer expert load of a model output."""
+    """Aux loss, mean active experts per token and per-layer expert load of a model output
+    (the load lists are ``config.num_expert_slots`` wide: zeros for unborn Genesis slots)."""
     stats = out.router_stats or {}
     aux = out.aux_loss
     aux = float(aux.item()) if hasattr(aux, "item") else (float(aux) if aux is not None else None)
@@ -248,6 +262,7 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
     bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=args.quiet)
     timed_tokens, timed_seconds = 0, 0.0
+    grows = model.config.router_type == "genesis"
     model.train()
     with _Interrupt() as interrupt:
         while step < args.steps and not interrupt.hit:
@@ -260,6 +275,7 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
             grad_norm = clip_grad_norm_(model.parameters(), args.grad_clip) if args.grad_clip \
                 else None
             optimizer.step()
+            births = model.genesis_mitosis(optimizer) if grows else []
             scheduler.step()
             step += 1
             elapsed = time.perf_counter() - t0
@@ -280,6 +296,9 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
                 record["active_experts"] = round(active, 4)
             if load is not None:
                 record["expert_load"] = load
+            record.update(_genesis_metrics(out))
+            if births:
+                record["mitosis"] = births
             metrics.write(record)
             summary["train_loss"] = loss
             postfix = {"loss": f"{loss:.3f}", "tok/s": f"{timed_tokens / timed_seconds:.0f}"}

@@ -7,7 +7,9 @@ Llama/Qwen2, and maps them onto genesis's parameter names, where experts are sta
 ``gate_up_proj [E, 2I, d]`` (gate rows first) and ``down_proj [E, d, I]``.
 Writing emits the per-expert hub layout of ``config.model_type`` (genesis's own
 ``genesis_moe`` type keeps the fused layout, which is also HF v5's), sharded like HF.
-Files are read with ``safetensors.numpy``: no torch, no pickle.
+Files are read with ``safetensors.numpy``: no torch, no pickle. Persistent buffers are saved
+with the parameters (``genesis_moe`` only: the Genesis router's centroids, load EMA, active
+slots and step counter, so a loaded model routes and grows exactly as the saved one).
 """
 import json
 import os
@@ -402,7 +404,7 @@ def _write_json(path, obj):
 
 def _write_safetensors(path, tensors):
     from safetensors.numpy import save_file
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}  # keeps 0-d tensors 0-d
     _atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata={"format": "pt"}))
 
 

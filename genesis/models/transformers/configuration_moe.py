@@ -48,6 +48,22 @@ class MoEConfig:
     (= ``num_experts_per_tok`` under uniform routing); ``seq_aux=True`` is DeepSeek's
     sequence-level loss summed over MoE layers (= 1 per layer under uniform routing). The model
     adds ``router_aux_loss_coef * aux`` (and ``router_z_loss_coef * z``) to the LM loss.
+
+    ``router_type="genesis"`` selects the Genesis energy-aware router (``genesis_router.py``,
+    genesis_moe models only); its own fields, with their defaults:
+
+    * ``genesis_threshold`` 0.5: Boltzmann mass a token's kept experts must reach (1..k kept).
+    * ``genesis_beta_bind`` 1.0: weight of the centroid cosine in the binding energy.
+    * ``genesis_lambda_cost`` 1.0: cost energy per unit of relative overflow over capacity
+      (``cap = ceil(capacity_factor * N * k / E_active)``, ``capacity_factor`` None -> 1.0).
+    * ``genesis_lambda_entropy`` 0.01: weight of the normalised entropy energy, the only router
+      term of the training loss (``router_aux_loss_coef``/``router_z_loss_coef`` are unused).
+    * ``genesis_tau`` 1.0: Boltzmann temperature.
+    * ``genesis_eta_centroid`` 0.05, ``genesis_eta_load`` 0.05: EMA rates of centroids and load.
+    * ``genesis_max_new_experts`` 2: free expert slots for mitosis (``E_max = E + this``).
+    * ``genesis_mitosis_interval`` 100: training steps between mitosis checks.
+    * ``genesis_split_ratio`` 2.0: split when ``E_active * load[e] >`` this (times fair share).
+    * ``genesis_split_delta`` 0.1: how far parent and child centroids move apart at a split.
     """
 
     model_type = "genesis_moe"
@@ -65,7 +81,11 @@ class MoEConfig:
                  routed_scaling_factor=1.0, topk_method=None, n_group=None, topk_group=None,
                  capacity_factor=None, router_jitter_noise=0.0, router_type="topk",
                  use_moe_in_all_layers=True, moe_layer_interval=1, first_moe_layer=0,
-                 mlp_only_layers=None, output_router_logits=False, use_cache=True,
+                 mlp_only_layers=None, genesis_threshold=0.5, genesis_beta_bind=1.0,
+                 genesis_lambda_cost=1.0, genesis_lambda_entropy=0.01, genesis_tau=1.0,
+                 genesis_eta_centroid=0.05, genesis_eta_load=0.05, genesis_max_new_experts=2,
+                 genesis_mitosis_interval=100, genesis_split_ratio=2.0, genesis_split_delta=0.1,
+                 output_router_logits=False, use_cache=True,
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, dtype=None,
                  model_type="genesis_moe", **kwargs):
         self.model_type = model_type
@@ -111,6 +131,17 @@ class MoEConfig:
         self.moe_layer_interval = moe_layer_interval
         self.first_moe_layer = first_moe_layer
         self.mlp_only_layers = list(mlp_only_layers or [])
+        self.genesis_threshold = genesis_threshold
+        self.genesis_beta_bind = genesis_beta_bind
+        self.genesis_lambda_cost = genesis_lambda_cost
+        self.genesis_lambda_entropy = genesis_lambda_entropy
+        self.genesis_tau = genesis_tau
+        self.genesis_eta_centroid = genesis_eta_centroid
+        self.genesis_eta_load = genesis_eta_load
+        self.genesis_max_new_experts = genesis_max_new_experts
+        self.genesis_mitosis_interval = genesis_mitosis_interval
+        self.genesis_split_ratio = genesis_split_ratio
+        self.genesis_split_delta = genesis_split_delta
         self.output_router_logits = output_router_logits
         self.use_cache = use_cache
         self.bos_token_id = bos_token_id
@@ -226,8 +257,26 @@ class MoEConfig:
         if self.use_moe_in_all_layers and self.moe_layer_interval != 1:
             raise ValueError(f"MoEConfig: moe_layer_interval={self.moe_layer_interval} needs "
                              "use_moe_in_all_layers=False (True puts MoE in every layer)")
+        self._validate_genesis()
         if self.num_local_experts:
             self._validate_experts()
+
+    def _validate_genesis(self):
+        """The Genesis router's fields (checked for every config, so config.json stays sane)."""
+        _check_real(self, "genesis_threshold", 0.0, 1.0, low_open=True)
+        _check_real(self, "genesis_tau", 0.0, None, low_open=True)
+        _check_real(self, "genesis_split_ratio", 0.0, None, low_open=True)
+        for name in ("genesis_beta_bind", "genesis_lambda_cost", "genesis_lambda_entropy",
+                     "genesis_split_delta"):
+            _check_real(self, name, 0.0, None)
+        for name in ("genesis_eta_centroid", "genesis_eta_load"):
+            _check_real(self, name, 0.0, 1.0)
+        _check_int(self, "genesis_max_new_experts", 0)
+        _check_int(self, "genesis_mitosis_interval", 1)
+        if self.router_type == "genesis" and self.model_type != "genesis_moe":
+            raise ValueError(f"MoEConfig: router_type='genesis' needs model_type='genesis_moe' "
+                             f"(HF checkpoint types have no Genesis router state), got "
+                             f"{self.model_type!r}")
 
     def _validate_experts(self):
         experts, k = self.num_local_experts, self.num_experts_per_tok
@@ -282,6 +331,14 @@ class MoEConfig:
         """HF's short name for ``num_local_experts``."""
         return self.num_local_experts
 
+    @property
+    def num_expert_slots(self):
+        """Routed expert slots per MoE layer: ``E_max = num_local_experts +
+        genesis_max_new_experts`` with the Genesis router, else ``num_local_experts``."""
+        if self.router_type == "genesis" and self.num_local_experts:
+            return self.num_local_experts + self.genesis_max_new_experts
+        return self.num_local_experts
+
     def is_moe_layer(self, layer_idx):
         """True when decoder layer ``layer_idx`` uses the sparse MoE block."""
         if not self.num_local_experts or layer_idx in self.mlp_only_layers:
@@ -309,7 +366,7 @@ class MoEConfig:
             if not self.is_moe_layer(i):
                 total += dense
                 continue
-            total += self.num_local_experts * (d + 3 * d * self.moe_intermediate_size)
+            total += self.num_expert_slots * (d + 3 * d * self.moe_intermediate_size)
             if self.num_shared_experts:
                 total += _ffn_params(d, self.shared_expert_intermediate_size, self.mlp_bias)
                 total += d if self.shared_expert_gate else 0
@@ -317,7 +374,7 @@ class MoEConfig:
 
     def num_active_parameters(self):
         """Parameters used per token (routed experts counted ``num_experts_per_tok`` times)."""
-        idle = self.num_local_experts - self.num_experts_per_tok
+        idle = self.num_expert_slots - self.num_experts_per_tok
         per_layer = idle * 3 * self.hidden_size * self.moe_intermediate_size
         return self.num_parameters() - per_layer * len(self.moe_layer_indices())
 
@@ -482,6 +539,17 @@ def _check_int(config, name, low):
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"MoEConfig: {name} must be an int >= {low}, got {value!r}")
+
+
+def _check_real(config, name, low, high, low_open=False):
+    """A real number in ``[low, high]`` (``(low, high]`` when ``low_open``; no upper bound when
+    ``high`` is None), else ``ValueError`` naming the field."""
+    value = getattr(config, name)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+        (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
+        raise ValueError(f"MoEConfig: {name} must be a number in {bounds}, got {value!r}")
 
 
 def _check_choice(config, name, choices):

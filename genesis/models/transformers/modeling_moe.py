@@ -27,6 +27,7 @@ from ...tensor import Tensor
 from .configuration_moe import MoEConfig
 from .configuration_moe import check_memory as _check_memory
 from .generation import DynamicCache, GenerationMixin
+from .genesis_router import GenesisRouter
 from .routing import MoERouter, build_router, routing_stats, router_z_loss, \
     switch_load_balancing_loss
 
@@ -72,7 +73,9 @@ class MoECausalLMOutput(_Output):
 
     ``router_logits``: one ``[B*S, E]`` tensor per MoE layer; ``router_stats``: metric name ->
     tuple with one entry per MoE layer (``expert_load``, ``active_experts_per_token``,
-    ``dropped_fraction``, ``load_imbalance``).
+    ``dropped_fraction``, ``load_imbalance``; the Genesis router adds ``energy``,
+    ``overflow_fraction``, ``load_cv``, ``ssi`` and ``experts_alive``). With the Genesis router
+    ``aux_loss`` is the summed per-layer mean entropy energy.
     """
 
     loss: Optional[Tensor] = None
@@ -201,11 +204,12 @@ class DenseFFN(Module):
 
 class MoEExperts(Module):
     """The routed experts, stacked: ``gate_up_proj [E, 2I, d]`` (gate rows first), ``down_proj
-    [E, d, I]``, computed by the sorted-dispatch op ``genesis.moe_experts``."""
+    [E, d, I]``, computed by the sorted-dispatch op ``genesis.moe_experts``. With the Genesis
+    router ``E`` is ``config.num_expert_slots`` (slots for experts born by mitosis)."""
 
     def __init__(self, config):
         super().__init__()
-        e, d, inter = config.num_local_experts, config.hidden_size, config.moe_intermediate_size
+        e, d, inter = config.num_expert_slots, config.hidden_size, config.moe_intermediate_size
         self.num_experts = e
         self.hidden_act = config.hidden_act
         self.gate_up_proj = Parameter(zeros(e, 2 * inter, d))
@@ -220,10 +224,10 @@ class MoEExperts(Module):
 class MoESparseBlock(Module):
     """Router + routed experts (+ shared experts, sigmoid-gated for Qwen2-MoE)."""
 
-    def __init__(self, config):
+    def __init__(self, config, layer_idx=0):
         super().__init__()
         self.jitter_noise = config.router_jitter_noise
-        self.gate = build_router(config)
+        self.gate = build_router(config, layer_idx)
         self.experts = MoEExperts(config)
         self.shared_experts = DenseFFN(config, config.shared_expert_intermediate_size) \
             if config.num_shared_experts else None
@@ -259,7 +263,7 @@ class MoEDecoderLayer(Module):
         self.input_layernorm = MoERMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.self_attn = MoEAttention(config, layer_idx)
         self.post_attention_layernorm = MoERMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mlp = MoESparseBlock(config) if self.is_moe_layer else DenseFFN(config)
+        self.mlp = MoESparseBlock(config, layer_idx) if self.is_moe_layer else DenseFFN(config)
 
     def forward(self, hidden_states, position_embeddings, attention_mask=None, is_causal=True,
                 past_key_values=None, token_mask=None, compute_aux=False):
@@ -310,10 +314,26 @@ class MoEPreTrainedModel(Module):
             init.ones_(module.weight)
         elif isinstance(module, MoERouter):
             init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, GenesisRouter):
+            init.normal_(module.weight, 0.0, std)
+            module.reset_state()
 
     def post_init(self):
         """Initialise every weight with ``_init_weights``."""
         self.apply(self._init_weights)
+
+    def genesis_mitosis(self, optimizer=None):
+        """One step of expert mitosis in every Genesis-routed layer; call it after
+        ``optimizer.step()`` (its state for born experts is zeroed). Returns the births as
+        ``[{"layer", "parent", "child"}]``."""
+        births = []
+        for module in self.modules():
+            if isinstance(module, MoESparseBlock) and isinstance(module.gate, GenesisRouter):
+                born = module.gate.mitosis(module.experts, optimizer)
+                if born is not None:
+                    births.append({"layer": module.gate.layer_idx, "parent": born[0],
+                                   "child": born[1]})
+        return births
 
     def num_parameters(self, only_trainable=False, exclude_embeddings=False):
         """Number of (unique) parameters, like HF's ``num_parameters``."""
@@ -435,7 +455,9 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
     ``return_dict`` or ``output_router_logits``, a ``MoECausalLMOutput``. The aux loss is
     computed when ``output_router_logits`` is set, and always in training mode when the model
     has MoE layers and a nonzero ``router_aux_loss_coef``/``router_z_loss_coef``; then
-    ``loss = CE + router_aux_loss_coef * aux + router_z_loss_coef * z``.
+    ``loss = CE + router_aux_loss_coef * aux + router_z_loss_coef * z``. With the Genesis router
+    the only router term is the entropy energy (``genesis_lambda_entropy > 0`` enables it):
+    ``loss = CE + aux`` where ``aux`` sums each MoE layer's mean ``E_entropy``.
     """
 
     def __init__(self, config, check_memory=True):
@@ -468,7 +490,9 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
         if output_router_logits is None:
             output_router_logits = config.output_router_logits
         has_moe = bool(config.moe_layer_indices())
-        coefs = config.router_aux_loss_coef > 0 or config.router_z_loss_coef > 0
+        genesis_router = config.router_type == "genesis"
+        coefs = config.genesis_lambda_entropy > 0 if genesis_router else \
+            config.router_aux_loss_coef > 0 or config.router_z_loss_coef > 0
         want_aux = has_moe and (output_router_logits or (self.training and coefs))
         base = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache,
                           inputs_embeds, compute_aux=want_aux)
@@ -483,7 +507,9 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = causal_lm_loss(logits, labels, self.vocab_size)
-            if want_aux:
+            if want_aux and genesis_router:
+                loss = loss + aux_loss
+            elif want_aux:
                 if config.router_aux_loss_coef > 0:
                     loss = loss + aux_loss * float(config.router_aux_loss_coef)
                 if z_loss is not None:
@@ -498,13 +524,19 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
             z_loss=z_loss,
             router_logits=tuple(r.router_logits for r in routings) if output_router_logits
             else None,
-            router_stats=_stats(routings, config.num_local_experts) if output_router_logits
+            router_stats=_stats(routings, config.num_expert_slots) if output_router_logits
             else None)
         return out if return_dict else out.to_tuple()
 
     def _router_losses(self, routings, token_mask):
-        """(aux, z): Switch aux pooled over layers or the sum of per-layer DeepSeek aux terms."""
+        """(aux, z): Switch aux pooled over layers, the sum of per-layer DeepSeek aux terms, or
+        (Genesis) the sum of per-layer mean entropy energies and no z-loss."""
         config = self.config
+        if config.router_type == "genesis":
+            aux = routings[0].entropy_loss
+            for r in routings[1:]:
+                aux = aux + r.entropy_loss
+            return aux, None
         logits = tuple(r.router_logits for r in routings)
         if config.seq_aux:
             aux = routings[0].seq_aux_loss
@@ -542,7 +574,8 @@ def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
 
 
 def _stats(routings, num_experts):
-    per_layer = [routing_stats(r.topk_ids, num_experts) for r in routings]
+    per_layer = [dict(routing_stats(r.topk_ids, num_experts), **(r.metrics or {}))
+                 for r in routings]
     keys = per_layer[0].keys() if per_layer else ()
     return {k: tuple(s[k] for s in per_layer) for k in keys}
 

@@ -40,6 +40,8 @@ class RouterOutput:
     router_logits: Tensor               # [N, E] raw gate logits in the model dtype
     scores: Tensor                      # [N, E] float32 softmax / sigmoid scores
     seq_aux_loss: Optional[Tensor] = None   # DeepSeek sequence-level aux of this layer
+    entropy_loss: Optional[Tensor] = None   # Genesis: mean entropy energy of this layer
+    metrics: Optional[dict] = None          # Genesis: this layer's routing metrics (see stats)
 
 
 def _xp(t):
@@ -241,10 +243,9 @@ class MoERouter(Module):
                 f"scoring_func={self.scoring_func!r}, topk_method={self.topk_method!r}")
 
 
-def build_router(config):
-    """The router strategy named by ``config.router_type``."""
-    if config.router_type == "topk":
-        return MoERouter(config)
-    raise NotImplementedError(
-        f"router_type={config.router_type!r}: the Genesis energy-aware router is specified in its "
-        "own issue and not implemented yet; use router_type='topk'")
+def build_router(config, layer_idx=0):
+    """The router strategy named by ``config.router_type`` for decoder layer ``layer_idx``."""
+    if config.router_type == "genesis":
+        from .genesis_router import GenesisRouter
+        return GenesisRouter(config, layer_idx)
+    return MoERouter(config)

@@ -1,0 +1,165 @@
+"""Router modes compared on one short training run each: mixtral, deepseek and genesis.
+
+Every mode trains the same small byte-level MoE language model (same attention, embeddings,
+seed, data order, optimizer and schedule) on the corpus embedded in CPython
+(``genesis.train.data.default_corpus_text``), through the same dispatch path
+(``genesis.moe_experts``); only the MoE layers differ, at the same expert parameter budget:
+
+* ``mixtral``: 4 routed experts of width I, softmax top-2 renormalised, Switch aux loss.
+* ``deepseek``: 7 fine-grained routed experts of width I/2 (top-3) + 1 always-on shared expert
+  of width I/2, softmax top-k (not renormalised), sequence-level aux loss.
+* ``genesis``: the energy-aware router with 3 experts of width I plus 1 free slot for mitosis
+  (4 slots allocated), adaptive 1..2 experts per token, entropy energy as the only router loss.
+
+Printed per mode: final validation loss (nats/token), training tokens/s, mean routed experts
+per token, the FFN width each token activates and the load coefficient of variation (on the
+validation windows, eval mode), joules/token from ``genesis.energy`` when a counter is
+readable (never estimated), and every mitosis of the genesis run.
+
+    PYTHONPATH=. python benchmarks/router_modes.py [--steps 300 --seq 128 --batch 16]
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+import genesis
+from genesis.energy import EnergyWindow, available_meter
+from genesis.models.transformers import MoEConfig, MoEForCausalLM
+from genesis.optim import AdamW
+from genesis.optim.lr_scheduler import get_cosine_schedule_with_warmup
+from genesis.train.data import (BatchSampler, ByteTokenizer, default_corpus_text, eval_windows,
+                                split_tokens)
+from genesis.train.trainer import evaluate
+
+MODES = ("mixtral", "deepseek", "genesis")
+
+
+def mode_config(mode, args):
+    """The MoEConfig of one router mode (shared trunk, mode-specific MoE layers)."""
+    inter = args.intermediate
+    base = dict(vocab_size=ByteTokenizer.vocab_size, hidden_size=args.hidden,
+                intermediate_size=2 * inter, num_hidden_layers=args.layers,
+                num_attention_heads=args.heads, num_key_value_heads=args.heads,
+                max_position_embeddings=max(256, args.seq), rms_norm_eps=1e-5,
+                tie_word_embeddings=True, router_aux_loss_coef=args.aux_coef)
+    if mode == "mixtral":
+        return MoEConfig(num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=inter,
+                         norm_topk_prob=True, **base)
+    if mode == "deepseek":
+        return MoEConfig(num_local_experts=7, num_experts_per_tok=3,
+                         moe_intermediate_size=inter // 2, num_shared_experts=1,
+                         norm_topk_prob=False, seq_aux=True, **base)
+    return MoEConfig(num_local_experts=3, num_experts_per_tok=2, moe_intermediate_size=inter,
+                     router_type="genesis", genesis_max_new_experts=1,
+                     genesis_mitosis_interval=args.mitosis_interval, **base)
+
+
+def routing_on(model, windows, batch_size):
+    """(mean routed experts per token, mean load coefficient of variation over the live
+    experts) on the validation windows, eval mode, averaged over MoE layers and batches."""
+    model.eval()
+    experts, cvs = [], []
+    with genesis.no_grad():
+        for i in range(0, len(windows), batch_size):
+            stats = model(genesis.tensor(windows[i:i + batch_size]),
+                          output_router_logits=True).router_stats
+            experts.extend(stats["active_experts_per_token"])
+            alive = stats.get("experts_alive", [len(load) for load in stats["expert_load"]])
+            for load, live in zip(stats["expert_load"], alive):
+                cvs.append(float(np.std(load[:live]) / np.mean(load[:live])))
+    model.train()
+    return float(np.mean(experts)), float(np.mean(cvs))
+
+
+def run_mode(mode, args, train_tokens, val_windows, meter):
+    """Train one mode; returns its row of results."""
+    config = mode_config(mode, args)
+    genesis.manual_seed(args.seed)
+    model = MoEForCausalLM(config)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = AdamW([{"params": decay, "weight_decay": 0.1},
+                       {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, max(1, args.steps // 20), args.steps,
+                                                min_lr_ratio=0.1)
+    sampler = BatchSampler(train_tokens, args.batch, args.seq, args.seed)
+    grows = config.router_type == "genesis"
+    births, seconds = [], 0.0
+    model.train()
+    with EnergyWindow(meter) as energy:
+        for step in range(args.steps):
+            inputs, labels = sampler.next_batch()
+            start = time.perf_counter()
+            loss, _ = model(genesis.tensor(inputs), labels=genesis.tensor(labels))
+            optimizer.zero_grad()
+            loss.backward()
+            genesis.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            if grows:
+                births += [dict(b, step=step + 1) for b in model.genesis_mitosis(optimizer)]
+            scheduler.step()
+            seconds += time.perf_counter() - start
+    tokens = args.steps * args.batch * args.seq
+    active, load_cv = routing_on(model, val_windows, args.batch)
+    width = active * config.moe_intermediate_size + (config.shared_expert_intermediate_size or 0)
+    return {"mode": mode, "params": model.num_parameters(),
+            "val_loss": evaluate(model, val_windows, args.batch), "train_loss": loss.item(),
+            "tokens_per_s": tokens / seconds, "experts": active, "ffn_width": width,
+            "load_cv": load_cv,
+            "joules_per_token": None if energy.joules is None else energy.joules / tokens,
+            "births": births}
+
+
+def main():
+    """Parse arguments, train every mode and print the comparison table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--intermediate", type=int, default=256,
+                        help="width I of a mixtral/genesis expert")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--aux-coef", type=float, default=0.01)
+    parser.add_argument("--mitosis-interval", type=int, default=50)
+    parser.add_argument("--eval-windows", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown modes {unknown}; choose from {MODES}")
+    tokens = ByteTokenizer().encode(default_corpus_text())
+    train_tokens, val_tokens = split_tokens(tokens, 0.05, args.seq)
+    val_windows = eval_windows(val_tokens, args.seq, args.eval_windows)
+    meter = available_meter("cpu")
+    blas = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS") or "default"
+    print(f"genesis {genesis.__version__} on numpy {np.__version__} ({os.cpu_count()} CPUs, BLAS "
+          f"threads {blas}); energy meter: {meter.name if meter else 'unavailable'}")
+    print(f"{args.steps} steps x {args.batch} x {args.seq} byte tokens per mode, hidden "
+          f"{args.hidden}, {args.layers} layers, expert width I={args.intermediate}, seed "
+          f"{args.seed}; {len(val_windows)} validation windows\n")
+    print(f"{'mode':<9} {'params':>8} {'val loss':>9} {'tokens/s':>9} {'experts/tok':>12} "
+          f"{'FFN width/tok':>14} {'load CV':>8} {'J/token':>12}")
+    for mode in modes:
+        row = run_mode(mode, args, train_tokens, val_windows, meter)
+        joules = "unavailable" if row["joules_per_token"] is None else \
+            f"{row['joules_per_token']:.3e}"
+        print(f"{row['mode']:<9} {row['params'] / 1e6:>7.2f}M {row['val_loss']:>9.4f} "
+              f"{row['tokens_per_s']:>9.0f} {row['experts']:>12.2f} {row['ffn_width']:>14.0f} "
+              f"{row['load_cv']:>8.2f} {joules:>12}", flush=True)
+        for birth in row["births"]:
+            print(f"{'':<9} mitosis at step {birth['step']}: layer {birth['layer']} expert "
+                  f"{birth['parent']} -> slot {birth['child']}")
+    print("\nexperts/tok: routed experts per token (deepseek adds its always-on shared expert "
+          "to the FFN width); FFN width/tok = experts/tok x expert width (+ shared width); load "
+          "CV: std/mean of the live experts' shares of routed pairs (0 = balanced).")
+
+
+if __name__ == "__main__":
+    main()
