@@ -191,7 +191,7 @@ class Node:
 
 
 def _run_output_hooks(node, grads):
-    from .tensor import Tensor
+    Tensor = _tensor_cls()
     for i in range(len(grads)):
         for hook in (node.pre_hooks or {}).get(i, ()):
             out = hook(Tensor._make(grads[i]))
@@ -230,7 +230,7 @@ class AccumulateGrad:
         return "<AccumulateGrad>"
 
     def accumulate(self, g):
-        from .tensor import Tensor
+        Tensor = _tensor_cls()
         var = self.variable
         for hook in var._hooks or ():
             out = hook(Tensor._make(g))
@@ -435,7 +435,7 @@ def _fix_grad_shape(node, g, shape):
 
 
 def _as_grad_array(tensor, gradient, what):
-    from .tensor import Tensor
+    Tensor = _tensor_cls()
     xp = backends.xp_for(tensor.device)
     if gradient is None:
         if tensor.numel() != 1:
@@ -451,7 +451,7 @@ def _as_grad_array(tensor, gradient, what):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves they depend on."""
-    from .tensor import Tensor
+    Tensor = _tensor_cls()
     if create_graph:
         raise NotImplementedError("backward: create_graph=True (higher-order gradients) is not "
                                   "supported by genesis")
@@ -472,7 +472,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
     """Gradients of ``outputs`` with respect to ``inputs``, without touching ``.grad``."""
-    from .tensor import Tensor
+    Tensor = _tensor_cls()
     if create_graph:
         raise NotImplementedError("autograd.grad: create_graph=True (higher-order gradients) is "
                                   "not supported by genesis")

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from . import backends, dtypes
-from .autograd import AccumulateGrad, _mode
+from .autograd import AccumulateGrad, backward as _autograd_backward
 from .device import CPU, as_device, device as _device_cls
 
 
@@ -155,8 +155,7 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Compute gradients of this tensor with respect to graph leaves."""
-        from .autograd import backward
-        backward(self, gradient, retain_graph, create_graph)
+        _autograd_backward(self, gradient, retain_graph, create_graph)
 
     def register_hook(self, hook):
         """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a new grad."""

@@ -6,7 +6,7 @@ means adding one entry; ``test_ops.py`` and ``test_ops_parity_torch.py`` pick it
 import dataclasses
 import importlib
 import pkgutil
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
