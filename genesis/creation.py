@@ -6,7 +6,7 @@ import numpy as np
 
 from . import dtypes
 from .device import as_device
-from .random import _rng
+from .random import _rng, draw_normal, draw_uniform
 from .tensor import Tensor, _move, _to_array
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
@@ -164,24 +164,18 @@ def _float_dt(dtype, op):
     return dt
 
 
-def _draw_float(arr64_or_32, dt):
-    return arr64_or_32.astype(dt.np, copy=False)
-
-
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1)."""
     dt = _float_dt(dtype, "rand")
-    npd = np.float64 if dt is dtypes.float64 else np.float32
-    arr = _rng(generator).random(_size(size, "rand"), dtype=npd)
-    return _wrap(_draw_float(arr, dt), dt, device, requires_grad)
+    arr = draw_uniform(_size(size, "rand"), dt.np, generator=generator)
+    return _wrap(arr, dt, device, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples."""
     dt = _float_dt(dtype, "randn")
-    npd = np.float64 if dt is dtypes.float64 else np.float32
-    arr = _rng(generator).standard_normal(_size(size, "randn"), dtype=npd)
-    return _wrap(_draw_float(arr, dt), dt, device, requires_grad)
+    arr = draw_normal(_size(size, "randn"), dt.np, generator=generator)
+    return _wrap(arr, dt, device, requires_grad)
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None,

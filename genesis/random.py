@@ -107,6 +107,8 @@ def draw_normal(shape, np_dtype, mean=0.0, std=1.0, generator=None):
 def draw_uniform(shape, np_dtype, low=0.0, high=1.0, generator=None):
     """U(low, high) samples, drawn in float32 unless ``np_dtype`` is float64."""
     draw = _rng(generator).random(shape, dtype=_draw_dtype(np_dtype))
-    draw *= (high - low)
-    draw += low
+    if high - low != 1.0:
+        draw *= (high - low)
+    if low != 0.0:
+        draw += low
     return draw
