@@ -506,16 +506,21 @@ def where(condition, input=None, other=None):
     return Where.apply(condition.data, a, b)
 
 
-def masked_fill(input, mask, value):
-    """Fill positions where ``mask`` is True with ``value`` (scalar or 0-d tensor)."""
+def check_bool_mask(op, input, mask, dtype_error=TypeError):
+    """Raise unless ``mask`` is a bool Tensor broadcastable with ``input`` (errors name ``op``)."""
     if not isinstance(mask, Tensor) or mask.dtype is not dtypes.bool_:
-        raise TypeError(f"masked_fill: mask must be a bool tensor, got "
-                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+        raise dtype_error(f"{op}: mask must be a bool tensor, got "
+                          f"{getattr(mask, 'dtype', type(mask).__name__)}")
     try:
         np.broadcast_shapes(tuple(mask.shape), tuple(input.shape))
     except ValueError:
-        raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} is not broadcastable "
-                           f"to input of shape {tuple(input.shape)}") from None
+        raise RuntimeError(f"{op}: mask of shape {tuple(mask.shape)} is not broadcastable "
+                           f"with input of shape {tuple(input.shape)}") from None
+
+
+def masked_fill(input, mask, value):
+    """Fill positions where ``mask`` is True with ``value`` (scalar or 0-d tensor)."""
+    check_bool_mask("masked_fill", input, mask)
     if isinstance(value, Tensor):
         if value.ndim != 0:
             raise RuntimeError(f"masked_fill: value must be a 0-dim tensor, got shape "

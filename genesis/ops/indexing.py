@@ -13,7 +13,7 @@ import numpy as np
 from .. import backends, dtypes
 from ..autograd import Function, _mode, unbroadcast
 from ..tensor import Tensor, _wrap_dim
-from .elementwise import clone, mul, to_dtype
+from .elementwise import check_bool_mask, clone, mul, to_dtype
 
 __all__ = ["getitem", "setitem", "gather", "take_along_dim", "scatter", "scatter_add",
            "index_select", "index_add", "index_fill", "masked_select", "nonzero", "sort",
@@ -559,14 +559,7 @@ class MaskedSelect(Function):
 
 def masked_select(input, mask):
     """1-D tensor of the elements of ``input`` where the bool ``mask`` (broadcast) is True."""
-    if not isinstance(mask, Tensor) or mask.dtype is not dtypes.bool_:
-        raise RuntimeError(f"masked_select: expected a bool tensor for mask, got "
-                           f"{getattr(mask, 'dtype', type(mask).__name__)}")
-    try:
-        np.broadcast_shapes(tuple(input.shape), tuple(mask.shape))
-    except ValueError:
-        raise RuntimeError(f"masked_select: mask of shape {tuple(mask.shape)} is not "
-                           f"broadcastable with input of shape {tuple(input.shape)}") from None
+    check_bool_mask("masked_select", input, mask, dtype_error=RuntimeError)
     return MaskedSelect.apply(input, mask.data)
 
 
