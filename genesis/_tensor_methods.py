@@ -88,7 +88,7 @@ def _check_inplace(self, op):
 
 
 def _write_result(self, result, op):
-    """Store ``result`` into ``self``'s buffer and adopt its graph position."""
+    """Write ``result`` into ``self``'s memory (every alias sees it) and adopt its graph position."""
     if result.dtype is not self.dtype:
         if result.dtype.is_floating_point and not self.dtype.is_floating_point:
             raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired "
@@ -102,19 +102,23 @@ def _write_result(self, result, op):
         raise RuntimeError(f"{op}: in-place operation on a view with an operand that requires "
                            "grad is not supported (the base tensor would miss the gradient "
                            "path); use an out-of-place op or index assignment on the base")
-    if tracked and not getattr(self, "_has_views", False):
-        # No views to update: rebinding keeps arrays saved for backward from ``self`` intact,
-        # so the new buffer gets a fresh version counter.
-        self.data = result.data
-        self._version = [self._version[0] + 1]
-    else:
-        self.data[...] = result.data
-        self._version[0] += 1
+    self._array[...] = result._array
+    self._version[0] += 1
     if tracked:
         self.grad_fn = result.grad_fn
         self._output_nr = result._output_nr
         self._requires_grad = True
     return self
+
+
+def _snapshot(self):
+    """``self`` at its graph position with a private copy of its values: an in-place op computes
+    from it, so arrays its backward saves are not overwritten when the result is written back."""
+    t = Tensor._make(self._array.copy(), self._requires_grad, self.grad_fn, self._output_nr,
+                     self.device)
+    if self.grad_fn is None and self._requires_grad:
+        t._accumulator = self._grad_node()
+    return t
 
 
 def _grad_tracked(self, args):
@@ -142,7 +146,8 @@ def _inplace(name):
                 and _grad_tracked(self, args):
             return _inplace_on_index_view(self, fn, args, kwargs)
         _check_inplace(self, name + "_")
-        return _write_result(self, fn(self, *args, **kwargs), name + "_")
+        src = _snapshot(self) if _grad_tracked(self, args) else self
+        return _write_result(self, fn(src, *args, **kwargs), name + "_")
     method.__name__ = name + "_"
     method.__doc__ = f"In-place {name}."
     return method
@@ -162,7 +167,7 @@ Tensor.__ipow__ = Tensor.pow_
 
 def _fill_array(self, arr, op):
     _check_inplace(self, op)
-    self.data[...] = arr
+    self._array[...] = arr
     self._version[0] += 1
     return self
 
@@ -194,40 +199,40 @@ def copy_(self, src, non_blocking=False):
         _check_inplace(self, "copy_")
         result = ops.expand(ops.to_dtype(src, self.dtype), tuple(self.shape)).clone()
         return _write_result(self, result, "copy_")
-    return _fill_array(self, src.data.astype(self.data.dtype, copy=False), "copy_")
+    return _fill_array(self, src._array.astype(self._array.dtype, copy=False), "copy_")
 
 
 def _random_fill(self, arr, op):
-    return _fill_array(self, arr.astype(self.data.dtype, copy=False), op)
+    return _fill_array(self, arr.astype(self._array.dtype, copy=False), op)
 
 
 def normal_(self, mean=0.0, std=1.0, generator=None):
     """Fill with normal samples in place (drawn in float32 unless the tensor is float64)."""
-    return _random_fill(self, draw_normal(self.data.shape, self.data.dtype, mean, std, generator),
+    return _random_fill(self, draw_normal(self._array.shape, self._array.dtype, mean, std, generator),
                         "normal_")
 
 
 def uniform_(self, a=0.0, b=1.0, generator=None):
     """Fill with uniform samples from [a, b) in place."""
-    return _random_fill(self, draw_uniform(self.data.shape, self.data.dtype, a, b, generator),
+    return _random_fill(self, draw_uniform(self._array.shape, self._array.dtype, a, b, generator),
                         "uniform_")
 
 
 def bernoulli_(self, p=0.5, generator=None):
     """Fill with Bernoulli(p) samples in place."""
-    return _random_fill(self, _rng(generator).random(self.data.shape) < p, "bernoulli_")
+    return _random_fill(self, _rng(generator).random(self._array.shape) < p, "bernoulli_")
 
 
 def random_(self, low=0, high=None, generator=None):
     """Fill with random integers from [low, high) in place."""
     if high is None:
         low, high = 0, low if low else 2 ** 31
-    return _random_fill(self, _rng(generator).integers(low, high, self.data.shape), "random_")
+    return _random_fill(self, _rng(generator).integers(low, high, self._array.shape), "random_")
 
 
 def exponential_(self, lambd=1.0, generator=None):
     """Fill with exponential samples in place."""
-    return _random_fill(self, _rng(generator).exponential(1.0 / lambd, self.data.shape),
+    return _random_fill(self, _rng(generator).exponential(1.0 / lambd, self._array.shape),
                         "exponential_")
 
 

@@ -196,12 +196,12 @@ def _run_output_hooks(node, grads):
         for hook in (node.pre_hooks or {}).get(i, ()):
             out = hook(Tensor._make(grads[i]))
             if out is not None:
-                grads[i] = out.data
+                grads[i] = out._array
         ref = (node.retains or {}).get(i)
         tensor = ref() if ref is not None else None
         if tensor is not None:
             g = grads[i].copy()
-            tensor.grad = Tensor._make(g) if tensor.grad is None else Tensor._make(tensor.grad.data + g)
+            tensor.grad = Tensor._make(g) if tensor.grad is None else Tensor._make(tensor.grad._array + g)
 
 
 class _FreedCtx:
@@ -235,13 +235,13 @@ class AccumulateGrad:
         for hook in var._hooks or ():
             out = hook(Tensor._make(g))
             if out is not None:
-                g = out.data
-        if g.dtype != var.data.dtype:
-            g = g.astype(var.data.dtype)
+                g = out._array
+        if g.dtype != var._array.dtype:
+            g = g.astype(var._array.dtype)
         if var.grad is None:
             var.grad = Tensor._make(g.copy())
         else:
-            var.grad = Tensor._make(var.grad.data + g)
+            var.grad = Tensor._make(var.grad._array + g)
 
 
 class Function:
@@ -280,7 +280,7 @@ class Function:
                     raise RuntimeError(
                         f"{cls.__name__}: expected all tensors to be on the same device, "
                         f"but found {dev} and {d}")
-                raw.append(a.data)
+                raw.append(a._array)
                 rg = a._requires_grad
                 needs.append(rg)
                 if rg:
@@ -308,9 +308,8 @@ class Function:
         multi = type(out) is tuple
         outs = out if multi else (out,)
         base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None
-        if base is not None:
-            base = base._base if base._base is not None else base
-            base._has_views = True
+        if base is not None and base._base is not None:
+            base = base._base
         make = tensor_cls._make
         if not record:
             if not multi and base is None:
@@ -354,13 +353,13 @@ def _tensor_cls():
 def _record_versions(ctx, args, results):
     """Remember the version of every saved array that belongs to an input or output tensor."""
     tensor_cls = _tensor_cls()
-    owners = {id(t.data): t for t in args if isinstance(t, tensor_cls)}
+    owners = {id(t._array): t for t in args if isinstance(t, tensor_cls)}
     for t in results:
-        owners.setdefault(id(t.data), t)
+        owners.setdefault(id(t._array), t)
     versions = []
     for arr in ctx.to_save:
         t = owners.get(id(arr))
-        if t is not None and t.data is arr:
+        if t is not None and t._array is arr:
             versions.append((t._version, t._version[0], arr.shape, t.dtype))
     ctx._versions = versions
 
@@ -413,7 +412,7 @@ def _run_engine(roots, root_grads, retain_graph, capture=None):
                 continue
             child, nr = nxt
             if g is not None:
-                shape = child.variable.data.shape if isinstance(child, AccumulateGrad) \
+                shape = child.variable._array.shape if isinstance(child, AccumulateGrad) \
                     else child.out_meta[nr][0]
                 if g.shape != shape:
                     g = _fix_grad_shape(node, g, shape)
@@ -441,12 +440,12 @@ def _as_grad_array(tensor, gradient, what):
         if tensor.numel() != 1:
             raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs; "
                                f"got an output of shape {tuple(tensor.shape)}")
-        return xp.ones(tensor.data.shape, dtype=tensor.data.dtype)
-    g = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
-    if g.shape != tensor.data.shape:
+        return xp.ones(tensor._array.shape, dtype=tensor._array.dtype)
+    g = gradient._array if isinstance(gradient, Tensor) else xp.asarray(gradient)
+    if g.shape != tensor._array.shape:
         raise RuntimeError(f"{what}: gradient of shape {tuple(g.shape)} does not match the "
                            f"output's shape {tuple(tensor.shape)}")
-    return g.astype(tensor.data.dtype, copy=False)
+    return g.astype(tensor._array.dtype, copy=False)
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
@@ -500,5 +499,5 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None and not allow_unused:
             raise RuntimeError(f"autograd.grad: input {i} was not used in the graph; pass "
                                "allow_unused=True to get None for it")
-        result.append(None if g is None else Tensor._make(g.astype(t.data.dtype, copy=False)))
+        result.append(None if g is None else Tensor._make(g.astype(t._array.dtype, copy=False)))
     return tuple(result)

@@ -47,7 +47,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor copying ``data`` (nested lists, numbers, arrays or tensors)."""
     dev = as_device(device)
     arr = _to_array(data, dtype, dev)
-    if arr is (data.data if isinstance(data, Tensor) else data):
+    if arr is (data._array if isinstance(data, Tensor) else data):
         arr = arr.copy()
     t = Tensor._make(arr, device=dev)
     if requires_grad:
@@ -201,8 +201,8 @@ def randperm(n, generator=None, dtype=None, device=None, requires_grad=False):
 
 def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None):
     """Normal samples with the given mean and std (numbers or tensors)."""
-    m = mean.data if isinstance(mean, Tensor) else mean
-    s = std.data if isinstance(std, Tensor) else std
+    m = mean._array if isinstance(mean, Tensor) else mean
+    s = std._array if isinstance(std, Tensor) else std
     if size is None:
         size = np.broadcast_shapes(np.shape(m), np.shape(s))
     arr = _rng(generator).normal(m, s, size=_size((size,), "normal"))
@@ -212,7 +212,7 @@ def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None
 
 def bernoulli(input, p=None, generator=None):
     """Samples 1 with probability ``input`` (or ``p``), else 0, in ``input``'s dtype."""
-    probs = input.data if p is None else np.full(input.data.shape, p)
+    probs = input._array if p is None else np.full(input._array.shape, p)
     draws = _rng(generator).random(np.shape(probs)) < probs
     return _wrap(draws, input.dtype, input.device, False)
 

@@ -76,7 +76,7 @@ class _Encoder:
             while key in self.arrays:
                 key = f"{path or 'tensor'}#{n}"
                 n += 1
-            arr = t.data if isinstance(t.data, np.ndarray) else t.data.get()
+            arr = t._array if isinstance(t._array, np.ndarray) else t._array.get()
             self.arrays[key] = _contiguous(arr)
             self.keys_by_id[id(t)] = key
         node["key"] = key

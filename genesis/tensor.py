@@ -12,7 +12,7 @@ from .device import CPU, as_device, device as _device_cls
 def _to_array(data, dtype=None, dev=CPU):
     """Convert Python data, NumPy/CuPy arrays or Tensors into an array of the right dtype."""
     if isinstance(data, Tensor):
-        arr = data.data
+        arr = data._array
     elif isinstance(data, np.ndarray):
         arr = data
     elif hasattr(data, "__cuda_array_interface__"):
@@ -75,7 +75,7 @@ def _move(arr, dev):
 class Tensor:
     """A multi-dimensional array with reverse-mode autograd."""
 
-    __slots__ = ("data", "dtype", "device", "_requires_grad", "grad", "grad_fn", "_output_nr",
+    __slots__ = ("_array", "dtype", "device", "_requires_grad", "grad", "grad_fn", "_output_nr",
                  "_version", "_hooks", "_base", "_accumulator", "__weakref__", "__dict__")
     __array_priority__ = 1000
     __array_ufunc__ = None
@@ -88,7 +88,7 @@ class Tensor:
             self.requires_grad = True
 
     def _init(self, arr, dev):
-        self.data = arr
+        self._array = arr
         self.dtype = dtypes._FROM_NP[arr.dtype]
         self.device = dev
         self._requires_grad = False
@@ -106,7 +106,7 @@ class Tensor:
         t = object.__new__(cls)
         if type(arr) is not np.ndarray and (not hasattr(arr, "dtype") or np.isscalar(arr)):
             arr = np.asarray(arr)
-        t.data = arr
+        t._array = arr
         t.dtype = dtypes._FROM_NP[arr.dtype]
         t.device = device if device is not None else (
             CPU if isinstance(arr, np.ndarray) else backends.device_of_array(arr))
@@ -185,9 +185,31 @@ class Tensor:
         node = self.grad_fn
         return bool(node is not None and node.retains and self._output_nr in node.retains)
 
+    @property
+    def data(self):
+        """This tensor's values as a Tensor that shares its memory and does not require grad.
+
+        As in PyTorch, changes made through ``.data`` are hidden from autograd: the alias has
+        its own version counter (``detach()`` shares it and so is checked).
+        """
+        return Tensor._make(self._array, device=self.device)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data: assigned value must be a Tensor, got {type(value).__name__}")
+        if value.device != self.device:
+            raise RuntimeError(f"data: cannot assign a {value.device} tensor to the .data of a "
+                               f"{self.device} tensor")
+        if self._requires_grad and not value.dtype.is_floating_point:
+            raise RuntimeError(f"data: cannot assign a {value.dtype} tensor to the .data of a "
+                               "tensor that requires grad (only floating point dtypes can)")
+        self._array = value._array
+        self.dtype = value.dtype
+
     def detach(self):
         """A tensor sharing this data, cut from the graph."""
-        t = Tensor._make(self.data, device=self.device)
+        t = Tensor._make(self._array, device=self.device)
         t._version = self._version
         return t
 
@@ -200,25 +222,25 @@ class Tensor:
     # ----------------------------------------------------------------- metadata
     @property
     def shape(self):
-        return Size(self.data.shape)
+        return Size(self._array.shape)
 
     def size(self, dim=None):
         """The shape, or the length of one dimension."""
         if dim is None:
-            return Size(self.data.shape)
-        return self.data.shape[_wrap_dim(dim, self.data.ndim, "size")]
+            return Size(self._array.shape)
+        return self._array.shape[_wrap_dim(dim, self._array.ndim, "size")]
 
     def dim(self):
         """Number of dimensions."""
-        return self.data.ndim
+        return self._array.ndim
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self._array.ndim
 
     def numel(self):
         """Number of elements."""
-        return int(self.data.size)
+        return int(self._array.size)
 
     nelement = numel
 
@@ -232,7 +254,7 @@ class Tensor:
 
     @property
     def nbytes(self):
-        return int(self.data.nbytes)
+        return int(self._array.nbytes)
 
     @property
     def is_cuda(self):
@@ -244,24 +266,24 @@ class Tensor:
 
     def stride(self, dim=None):
         """Strides in elements, as PyTorch reports them."""
-        st = tuple(s // self.data.itemsize for s in self.data.strides)
+        st = tuple(s // self._array.itemsize for s in self._array.strides)
         return st if dim is None else st[_wrap_dim(dim, self.ndim, "stride")]
 
     def is_contiguous(self):
         """True when the data is C-contiguous."""
-        return bool(self.data.flags.c_contiguous)
+        return bool(self._array.flags.c_contiguous)
 
     def data_ptr(self):
         """Address of the first element."""
-        if isinstance(self.data, np.ndarray):
-            return self.data.__array_interface__["data"][0]
-        return self.data.data.ptr
+        if isinstance(self._array, np.ndarray):
+            return self._array.__array_interface__["data"][0]
+        return self._array.data.ptr
 
     # ----------------------------------------------------------------- conversion
     def item(self):
         """The value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
-            raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted "
+        if self._array.size != 1:
+            raise RuntimeError(f"item: a Tensor with {self._array.size} elements cannot be converted "
                                "to Scalar")
         return self._numpy_view().reshape(()).item() if self.dtype is not dtypes.bfloat16 else \
             float(self._numpy_view().reshape(()))
@@ -274,7 +296,7 @@ class Tensor:
         return arr.tolist()
 
     def _numpy_view(self):
-        return self.data if isinstance(self.data, np.ndarray) else self.data.get()
+        return self._array if isinstance(self._array, np.ndarray) else self._array.get()
 
     def numpy(self, force=False):
         """The data as a NumPy array (shares memory on the CPU)."""
@@ -367,7 +389,7 @@ class Tensor:
 
     def contiguous(self, memory_format=None):
         """Self if C-contiguous, else a contiguous copy."""
-        if self.data.flags.c_contiguous:
+        if self._array.flags.c_contiguous:
             return self
         return self.clone()
 
@@ -375,7 +397,7 @@ class Tensor:
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._array.shape[0]
 
     def __iter__(self):
         if self.ndim == 0:
@@ -383,8 +405,8 @@ class Tensor:
         return iter(self.unbind(0))
 
     def __bool__(self):
-        if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} elements is "
+        if self._array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements is "
                                "ambiguous")
         return bool(self.item())
 
@@ -395,7 +417,7 @@ class Tensor:
         return int(self.item())
 
     def __index__(self):
-        if self.dtype.is_floating_point or self.data.size != 1:
+        if self.dtype.is_floating_point or self._array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
@@ -416,13 +438,12 @@ class Tensor:
             return memo[id(self)]
         new = object.__new__(type(self))
         memo[id(self)] = new
-        new._init(self.data.copy(), self.device)
+        new._init(self._array.copy(), self.device)
         new._requires_grad = self._requires_grad
         if self.grad is not None:
-            new.grad = Tensor._make(self.grad.data.copy(), device=self.device)
+            new.grad = Tensor._make(self.grad._array.copy(), device=self.device)
         for key, value in self.__dict__.items():
-            if key != "_has_views":
-                setattr(new, key, copy.deepcopy(value, memo))
+            setattr(new, key, copy.deepcopy(value, memo))
         return new
 
 
@@ -434,7 +455,7 @@ def _zero_grads(tensors, set_to_none=True):
         if set_to_none:
             t.grad = None
         else:
-            t.grad.data[...] = 0
+            t.grad._array[...] = 0
             t.grad._version[0] += 1
 
 

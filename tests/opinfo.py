@@ -115,7 +115,7 @@ def weighted_sum(outputs, weights):
     """A scalar sum_i <w_i, y_i> that makes every output element matter to the gradient."""
     total = None
     for y, w in zip(outputs, weights):
-        term = (y * genesis.Tensor._make(w.astype(y.data.dtype))).sum()
+        term = (y * genesis.Tensor._make(w.astype(y._array.dtype))).sum()
         total = term if total is None else total + term
     return total
 

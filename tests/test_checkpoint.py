@@ -55,7 +55,7 @@ def test_gradients_and_rng_stream_match_plain_backward():
         blocks = _model()
         x = genesis.tensor(x0, requires_grad=True)
         loss, after = _run(blocks, x, use)
-        results.append((loss, after, x.grad.data, [p.grad.data for p in blocks.parameters()]))
+        results.append((loss, after, x.grad._array, [p.grad._array for p in blocks.parameters()]))
     (l0, a0, gx0, gp0), (l1, a1, gx1, gp1) = results
     assert l0 == l1
     assert a0 == a1, "the RNG must continue as if the block had run once"
@@ -83,12 +83,12 @@ def test_closure_parameters_multiple_outputs_and_kwargs():
 
     h, s = checkpoint(fn, x, None, scale=2.0)
     (h.sum() + (s * s).sum()).backward()
-    gx, gw = x.grad.data.copy(), w.grad.data.copy()
+    gx, gw = x.grad._array.copy(), w.grad._array.copy()
     x.grad, w.grad = None, None
     h2 = (x @ w).tanh() * 2.0
     (h2.sum() + (h2.sum(dim=1) ** 2).sum()).backward()
-    np.testing.assert_allclose(gx, x.grad.data, rtol=1e-12)
-    np.testing.assert_allclose(gw, w.grad.data, rtol=1e-12)
+    np.testing.assert_allclose(gx, x.grad._array, rtol=1e-12)
+    np.testing.assert_allclose(gw, w.grad._array, rtol=1e-12)
 
 
 def test_autograd_grad_through_checkpoint():
@@ -97,7 +97,7 @@ def test_autograd_grad_through_checkpoint():
     x = genesis.randn(1, 4, 16, dtype=genesis.float64, requires_grad=True)
     (g_ckpt,) = genesis.autograd.grad(checkpoint(blocks[0], x).sum(), [x])
     (g_plain,) = genesis.autograd.grad(blocks[0](x).sum(), [x])
-    np.testing.assert_allclose(g_ckpt.data, g_plain.data, rtol=1e-12)
+    np.testing.assert_allclose(g_ckpt._array, g_plain._array, rtol=1e-12)
 
 
 def test_errors_and_warnings():

@@ -217,8 +217,8 @@ def _confident_block(seed=0, **kw):
         genesis.nn.init.normal_(p, 0.0, 0.3)
     rng = np.random.default_rng(seed)
     with genesis.no_grad():
-        block.gate.weight.data[...] = 0
-        block.gate.weight.data[:4] = np.eye(16, dtype=np.float32)[:4] * 8.0
+        block.gate.weight._array[...] = 0
+        block.gate.weight._array[:4] = np.eye(16, dtype=np.float32)[:4] * 8.0
     block.gate.reset_state()
     x = np.eye(16)[rng.integers(0, 4, 40)] * 2.0 + 0.05 * rng.standard_normal((40, 16))
     return block, genesis.tensor(x[None], dtype=genesis.float32)
@@ -228,17 +228,17 @@ class TestMitosis:
     def test_split_conditions(self):
         block, _ = _confident_block()
         gate = block.gate
-        gate.load.data[...] = [0.2, 0.55, 0.15, 0.1, 0.0]        # 4 * 0.55 > 2.0
+        gate.load._array[...] = [0.2, 0.55, 0.15, 0.1, 0.0]        # 4 * 0.55 > 2.0
         assert gate.mitosis(block.experts) is None and gate.mitosis(block.experts) is None
         assert gate.mitosis(block.experts) == (1, 4)           # step 3: the interval
         assert gate.num_steps.item() == 3
         assert gate.active.numpy().all()
         np.testing.assert_allclose(gate.load.numpy(), [0.2, 0.275, 0.15, 0.1, 0.275])
-        gate.load.data[...] = [0.9, 0.025, 0.025, 0.025, 0.025]
+        gate.load._array[...] = [0.9, 0.025, 0.025, 0.025, 0.025]
         for _ in range(3):
             assert gate.mitosis(block.experts) is None          # no free slot left
         block, _ = _confident_block()
-        block.gate.load.data[...] = [0.2, 0.5, 0.2, 0.1, 0.0]    # 4 * 0.5 is not > 2.0
+        block.gate.load._array[...] = [0.2, 0.5, 0.2, 0.1, 0.0]    # 4 * 0.5 is not > 2.0
         assert [block.gate.mitosis(block.experts) for _ in range(3)] == [None] * 3
 
     def test_child_copies_parent_with_small_seeded_noise(self):
@@ -247,7 +247,7 @@ class TestMitosis:
             block, x = _confident_block()
             block.train()
             block(x)
-            block.gate.load.data[...] = [0.1, 0.1, 0.7, 0.1, 0.0]
+            block.gate.load._array[...] = [0.1, 0.1, 0.7, 0.1, 0.0]
             for _ in range(3):
                 block.gate.mitosis(block.experts)
             results.append(block)
@@ -275,8 +275,8 @@ class TestMitosis:
         tokens = np.eye(16)[[1] * 30] * 2.0 + np.outer(rng.choice([-1.0, 1.0], 30), spread)
         gate.train()
         gate(genesis.tensor(tokens + 0.01 * rng.standard_normal((30, 16)), dtype=genesis.float32))
-        gate.load.data[...] = [0.1, 0.7, 0.1, 0.1, 0.0]
-        gate.num_steps.data[...] = 2
+        gate.load._array[...] = [0.1, 0.7, 0.1, 0.1, 0.0]
+        gate.num_steps._array[...] = 2
         assert gate.mitosis(block.experts) == (1, 4)
         c = gate.centroids.numpy()
         v = _unit(c[1] - c[4])
@@ -290,8 +290,8 @@ class TestMitosis:
         parent = int(np.bincount(assigned).argmax())
         load = np.full(5, 0.1)
         load[parent], load[4] = 0.6, 0.0
-        block.gate.load.data[...] = load
-        block.gate.num_steps.data[...] = 2
+        block.gate.load._array[...] = load
+        block.gate.num_steps._array[...] = 2
         assert block.gate.mitosis(block.experts) == (parent, 4)
         routing = block.gate(x.reshape(40, 16))
         after = _np(block(x)[0])
@@ -314,7 +314,7 @@ class TestMitosis:
         with genesis.no_grad():
             for p in params:
                 for key in ("exp_avg", "exp_avg_sq"):
-                    opt.state[p][key].data[...] = 1.0
+                    opt.state[p][key]._array[...] = 1.0
         before = {id(p): {k: opt.state[p][k].numpy().copy() for k in ("exp_avg", "exp_avg_sq")}
                   for p in params}
         births = model.genesis_mitosis(opt)
@@ -366,9 +366,9 @@ def test_float64_gradcheck_of_router_weight_through_routed_output():
     block.to(genesis.float64)
     rng = np.random.default_rng(0)
     with genesis.no_grad():
-        block.gate.weight.data[...] = 0.3 * rng.standard_normal((5, 8))
-        block.experts.gate_up_proj.data[...] = 0.5 * rng.standard_normal((5, 16, 8))
-        block.experts.down_proj.data[...] = 0.5 * rng.standard_normal((5, 8, 8))
+        block.gate.weight._array[...] = 0.3 * rng.standard_normal((5, 8))
+        block.experts.gate_up_proj._array[...] = 0.5 * rng.standard_normal((5, 16, 8))
+        block.experts.down_proj._array[...] = 0.5 * rng.standard_normal((5, 8, 8))
     block.gate.reset_state()
     block.eval()
     x = genesis.tensor(rng.standard_normal((1, 10, 8)), dtype=genesis.float64)
@@ -391,7 +391,7 @@ def test_float64_gradcheck_of_router_weight_through_routed_output():
     loss.backward()
     analytic = block.gate.weight.grad.numpy()
     eps, numeric = 1e-6, np.zeros((5, 8))
-    w = block.gate.weight.data
+    w = block.gate.weight._array
     for idx in np.ndindex(5, 8):
         old = w[idx]
         w[idx] = old + eps

@@ -36,16 +36,16 @@ def _check_module(g_mod, t_mod, *inputs, int_inputs=()):
     t_extra = [torch.tensor(a) for a in int_inputs]
     g_out = g_mod(*g_in, *g_extra)
     t_out = t_mod(*t_in, *t_extra)
-    np.testing.assert_allclose(g_out.data, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(g_out._array, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
     w = RNG.standard_normal(tuple(t_out.shape))
     (g_out * genesis.tensor(w)).sum().backward()
     (t_out * torch.tensor(w)).sum().backward()
     for g, t in zip(g_in, t_in):
-        np.testing.assert_allclose(g.grad.data, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(g.grad._array, t.grad.numpy(), rtol=1e-10, atol=1e-12)
     t_params = dict(t_mod.named_parameters())
     for name, p in g_mod.named_parameters():
         tg = t_params[name].grad
-        np.testing.assert_allclose(p.grad.data, tg.numpy(), rtol=1e-10, atol=1e-12,
+        np.testing.assert_allclose(p.grad._array, tg.numpy(), rtol=1e-10, atol=1e-12,
                                    err_msg=name)
 
 
@@ -59,14 +59,14 @@ def test_embedding_matches_torch_with_padding():
     idx = np.array([[0, 2, 1], [2, 2, 3]])
     g, t = nn.Embedding(4, 3, padding_idx=2), torch.nn.Embedding(4, 3, padding_idx=2)
     _check_module(g, t, int_inputs=[idx])
-    assert g.weight.grad.data[2].tolist() == [0.0, 0.0, 0.0]
+    assert g.weight.grad._array[2].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_embedding_init_and_from_pretrained():
     genesis.manual_seed(0)
     e = nn.Embedding(2000, 16, padding_idx=-1)
-    assert e.padding_idx == 1999 and not e.weight.data[1999].any()
-    w = e.weight.data[:1999]
+    assert e.padding_idx == 1999 and not e.weight._array[1999].any()
+    w = e.weight._array[:1999]
     assert abs(w.mean()) < 0.02 and abs(w.std() - 1) < 0.02
     pre = nn.Embedding.from_pretrained(genesis.ones(3, 2))
     assert not pre.weight.requires_grad and pre(genesis.tensor([1])).tolist() == [[1.0, 1.0]]
@@ -120,10 +120,10 @@ def test_mse_loss_matches_torch(reduction):
     target = RNG.standard_normal((4, 3))
     g = nn.MSELoss(reduction)(g_in, genesis.tensor(target))
     t = torch.nn.MSELoss(reduction=reduction)(t_in, torch.tensor(target))
-    np.testing.assert_allclose(g.data, t.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g._array, t.detach().numpy(), rtol=1e-12)
     g.sum().backward()
     t.sum().backward()
-    np.testing.assert_allclose(g_in.grad.data, t_in.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g_in.grad._array, t_in.grad.numpy(), rtol=1e-12)
     with pytest.raises(ValueError, match="reduction"):
         nn.MSELoss("avg")
 
@@ -131,12 +131,12 @@ def test_mse_loss_matches_torch(reduction):
 def test_dropout_statistics_and_modes():
     genesis.manual_seed(3)
     x = genesis.ones(20000, dtype=genesis.float64)
-    out = nn.Dropout(0.25)(x).data
+    out = nn.Dropout(0.25)(x)._array
     np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.75], rtol=1e-15)
     assert abs((out == 0).mean() - 0.25) < 0.02
     d = nn.Dropout(0.5).eval()
-    assert d(x) is x or np.array_equal(d(x).data, x.data)
-    assert not nn.Dropout(1.0)(x).data.any()
+    assert d(x) is x or np.array_equal(d(x)._array, x._array)
+    assert not nn.Dropout(1.0)(x)._array.any()
     with pytest.raises(ValueError, match="between 0 and 1"):
         nn.Dropout(1.5)
 
@@ -148,10 +148,10 @@ def test_linear_default_init_matches_torch_distribution():
     g, t = nn.Linear(256, 128), torch.nn.Linear(256, 128)
     bound = 1 / math.sqrt(256)
     for gp, tp in ((g.weight, t.weight), (g.bias, t.bias)):
-        a, b = gp.data, tp.detach().numpy()
+        a, b = gp._array, tp.detach().numpy()
         assert np.abs(a).max() <= bound and np.abs(b).max() <= bound
         assert abs(a.std() - b.std()) < 0.1 * b.std()
-    assert abs(g.weight.data.std() - bound / math.sqrt(3)) < 0.01 * bound
+    assert abs(g.weight._array.std() - bound / math.sqrt(3)) < 0.01 * bound
 
 
 def test_init_respects_manual_seed():
@@ -162,11 +162,11 @@ def test_init_respects_manual_seed():
         fn(w1)
         genesis.manual_seed(7)
         fn(w2)
-        assert np.array_equal(w1.data, w2.data), fn.__name__
+        assert np.array_equal(w1._array, w2._array), fn.__name__
     genesis.manual_seed(7)
-    a = nn.Linear(3, 3).weight.data.copy()
+    a = nn.Linear(3, 3).weight._array.copy()
     genesis.manual_seed(7)
-    assert np.array_equal(nn.Linear(3, 3).weight.data, a)
+    assert np.array_equal(nn.Linear(3, 3).weight._array, a)
 
 
 @pytest.mark.parametrize("name,kwargs,expected_std", [
@@ -178,8 +178,8 @@ def test_init_respects_manual_seed():
 def test_init_standard_deviations(name, kwargs, expected_std):
     genesis.manual_seed(0)
     w = getattr(init, name)(genesis.empty(200, 300, dtype=genesis.float64), **kwargs)
-    assert abs(w.data.std() - expected_std) < 0.02 * expected_std
-    assert abs(w.data.mean()) < 0.02 * expected_std
+    assert abs(w._array.std() - expected_std) < 0.02 * expected_std
+    assert abs(w._array.mean()) < 0.02 * expected_std
 
 
 def test_trunc_normal_matches_torch_moments():
@@ -188,9 +188,9 @@ def test_trunc_normal_matches_torch_moments():
     for mean, std, a, b in ((0.0, 1.0, -2.0, 2.0), (0.5, 2.0, 0.0, 1.5), (0.0, 0.02, -0.04, 0.04)):
         g = init.trunc_normal_(genesis.empty(100000, dtype=genesis.float64), mean, std, a, b)
         t = torch.nn.init.trunc_normal_(torch.empty(100000, dtype=torch.float64), mean, std, a, b)
-        assert g.data.min() >= a and g.data.max() <= b
-        assert abs(g.data.mean() - t.numpy().mean()) < 0.015 * std
-        assert abs(g.data.std() - t.numpy().std()) < 0.015 * std
+        assert g._array.min() >= a and g._array.max() <= b
+        assert abs(g._array.mean() - t.numpy().mean()) < 0.015 * std
+        assert abs(g._array.std() - t.numpy().std()) < 0.015 * std
 
 
 def test_constant_fills_and_gain():
@@ -229,7 +229,7 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
     assert isinstance(g_total, genesis.Tensor) and g_total.ndim == 0
     np.testing.assert_allclose(g_total.item(), t_total.item(), rtol=1e-12)
     for g, t in zip(gp, tp):
-        np.testing.assert_allclose(g.grad.data, t.grad.numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g.grad._array, t.grad.numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_clip_grad_norm_nonfinite_and_empty():
@@ -245,7 +245,7 @@ def test_clip_grad_value_and_vector_round_trip():
     nn.utils.clip_grad_value_(gp, 0.7)
     torch.nn.utils.clip_grad_value_(tp, 0.7)
     for g, t in zip(gp, tp):
-        np.testing.assert_array_equal(g.grad.data, t.grad.numpy())
+        np.testing.assert_array_equal(g.grad._array, t.grad.numpy())
     vec = nn.utils.parameters_to_vector(gp)
     assert tuple(vec.shape) == (12 + 5 + 4,)
     nn.utils.vector_to_parameters(genesis.arange(21, dtype=genesis.float64), gp)

@@ -104,7 +104,7 @@ def test_state_dict_keys_and_round_trip():
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert other.head.weight is param
     x = genesis.randn(2, 3)
-    np.testing.assert_array_equal(net(x).data, other(x).data)
+    np.testing.assert_array_equal(net(x)._array, other(x)._array)
 
 
 def test_load_state_dict_strict_errors_name_keys():
@@ -161,9 +161,9 @@ def test_train_eval_changes_dropout():
     assert m.training and m[1].training
     m.eval()
     assert not m.training and not m[1].training
-    np.testing.assert_array_equal(m(x).data, m(x).data)
+    np.testing.assert_array_equal(m(x)._array, m(x)._array)
     m.train()
-    a, b = m(x).data, m(x).data
+    a, b = m(x)._array, m(x)._array
     assert not np.array_equal(a, b)
     assert (a == 0).any()
     with pytest.raises(ValueError, match="boolean"):
@@ -182,12 +182,12 @@ def test_forward_hooks_modify_and_remove():
     h2 = lin.register_forward_hook(lambda mod, args, out: calls.append(out.shape) or out + 1)
     x = genesis.ones(1, 2)
     out = lin(x)
-    np.testing.assert_allclose(out.data, lin.bias.data[None] + 1, rtol=1e-6)
+    np.testing.assert_allclose(out._array, lin.bias._array[None] + 1, rtol=1e-6)
     assert calls == [genesis.Size([1, 2])]
     h1.remove()
     h2.remove()
     h2.remove()
-    np.testing.assert_allclose(lin(x).data, (x @ lin.weight.T + lin.bias).data, rtol=1e-6)
+    np.testing.assert_allclose(lin(x)._array, (x @ lin.weight.T + lin.bias)._array, rtol=1e-6)
     scaler = Scale()
     with scaler.register_forward_pre_hook(lambda m, a, k: (a, {"scale": 3.0}), with_kwargs=True):
         with scaler.register_forward_hook(lambda m, a, k, o: o + k["scale"], with_kwargs=True):
@@ -277,17 +277,17 @@ def test_parameter_shares_data_and_deepcopies():
     import copy
     t = genesis.ones(3)
     p = nn.Parameter(t)
-    t.data[0] = 5.0
+    t._array[0] = 5.0
     assert p.tolist() == [5.0, 1.0, 1.0] and p.requires_grad and p.is_leaf
     assert repr(p).startswith("Parameter containing:\ntensor([5., 1., 1.]")
     lin = nn.Linear(2, 2)
     lin.weight.grad = genesis.ones(2, 2)
     twin = copy.deepcopy(lin)
     assert isinstance(twin.weight, nn.Parameter) and twin.weight is not lin.weight
-    assert np.array_equal(twin.weight.data, lin.weight.data)
+    assert np.array_equal(twin.weight._array, lin.weight._array)
     assert twin.weight.grad.tolist() == [[1.0, 1.0], [1.0, 1.0]]
-    twin.weight.data[...] = 0
-    assert lin.weight.data.any()
+    twin.weight._array[...] = 0
+    assert lin.weight._array.any()
 
 
 def test_missing_forward():

@@ -30,7 +30,7 @@ def _run_genesis(cls, kwargs, steps, params=None, opt=None):
     opt = opt or cls(params, **kwargs)
     for k in range(steps):
         for i, p in enumerate(params):
-            p.grad = genesis.tensor(_grad(k, i, p.data))
+            p.grad = genesis.tensor(_grad(k, i, p._array))
         opt.step()
     return params, opt
 
@@ -47,7 +47,7 @@ def _run_torch(cls, kwargs, steps):
 
 def _assert_match(g_params, t_params):
     for g, t in zip(g_params, t_params):
-        np.testing.assert_allclose(g.data, t.detach().numpy(), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(g._array, t.detach().numpy(), rtol=0, atol=1e-9)
 
 
 SGD_CASES = [dict(lr=0.05, momentum=m, dampening=d, nesterov=n, weight_decay=wd, maximize=mx)
@@ -97,7 +97,7 @@ def test_param_groups_with_own_lr_match_torch():
                                                   "amsgrad": True}], lr=0.01, foreach=False)
     for k in range(STEPS):
         for i, (g, t) in enumerate(zip(gp, tp)):
-            g.grad = genesis.tensor(_grad(k, i, g.data))
+            g.grad = genesis.tensor(_grad(k, i, g._array))
             t.grad = torch.from_numpy(_grad(k, i, t.detach().numpy()))
         gopt.step()
         topt.step()
@@ -121,7 +121,7 @@ def test_training_loop_with_autograd_matches_torch():
         tloss.backward()
         gopt.step()
         topt.step()
-    np.testing.assert_allclose(gw.data, tw.detach().numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(gw._array, tw.detach().numpy(), rtol=0, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -142,10 +142,10 @@ def test_state_dict_resume_is_bit_for_bit(cls, kwargs, tmp_path):
     opt2.load_state_dict(loaded["optimizer"])
     for k in range(25, 40):
         for i, p in enumerate(params2):
-            p.grad = genesis.tensor(_grad(k, i, p.data))
+            p.grad = genesis.tensor(_grad(k, i, p._array))
         opt2.step()
     for a, b in zip(full, params2):
-        assert np.array_equal(a.data, b.data)
+        assert np.array_equal(a._array, b._array)
 
 
 def test_state_dict_format_matches_torch():
@@ -188,7 +188,7 @@ def test_load_state_dict_casts_to_parameter_dtype():
     opt32 = optim.Adam(p32, lr=0.01)
     opt32.load_state_dict(sd)
     assert opt32.state[p32[0]]["exp_avg"].dtype is genesis.float32
-    assert opt32.state[p32[0]]["exp_avg"].data is not opt.state[params[0]]["exp_avg"].data
+    assert opt32.state[p32[0]]["exp_avg"]._array is not opt.state[params[0]]["exp_avg"]._array
 
 
 def test_load_state_dict_mismatch_errors():
@@ -230,7 +230,7 @@ def test_step_with_closure_and_version_bump():
     loss = opt.step(closure)
     assert loss.item() == pytest.approx(5.0)
     assert p._version[0] == before + 1
-    np.testing.assert_allclose(p.data, [0.8, 1.6])
+    np.testing.assert_allclose(p._array, [0.8, 1.6])
 
 
 def test_add_param_group_and_errors():
@@ -259,4 +259,4 @@ def test_float32_and_bfloat16_parameters_update_in_their_dtype():
         p.grad = genesis.ones(4, dtype=dt)
         opt.step()
         assert p.dtype is dt and opt.state[p]["exp_avg"].dtype is dt
-        assert np.allclose(p.data.astype(np.float32), 1 - 0.1 * 0.01 - 0.1, atol=1e-2)
+        assert np.allclose(p._array.astype(np.float32), 1 - 0.1 * 0.01 - 0.1, atol=1e-2)

@@ -21,8 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _tensor_equal(a, b):
     return a.dtype is b.dtype and tuple(a.shape) == tuple(b.shape) and np.array_equal(
-        a.data.astype(np.float64) if a.dtype is genesis.bfloat16 else a.data,
-        b.data.astype(np.float64) if b.dtype is genesis.bfloat16 else b.data)
+        a._array.astype(np.float64) if a.dtype is genesis.bfloat16 else a._array,
+        b._array.astype(np.float64) if b.dtype is genesis.bfloat16 else b._array)
 
 
 def test_nested_round_trip_preserves_types_and_values(tmp_path):
@@ -77,7 +77,7 @@ def test_module_state_dict_round_trip(tmp_path):
     other = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.LayerNorm(8), nn.Linear(8, 2))
     other.load_state_dict(genesis.load(tmp_path / "model.safetensors"))
     x = genesis.randn(3, 4)
-    assert np.array_equal(net(x).data, other(x).data)
+    assert np.array_equal(net(x)._array, other(x)._array)
 
 
 def test_safetensors_interop(tmp_path):
@@ -229,7 +229,7 @@ def test_kill_during_save_leaves_previous_checkpoint_intact(tmp_path):
             child.kill()
             child.wait()
     state = genesis.load(path)
-    assert state["version"] == 1 and float(state["w"].data.min()) == 1.0
+    assert state["version"] == 1 and float(state["w"]._array.min()) == 1.0
     leftovers = [n for n in os.listdir(tmp_path) if n not in ("ckpt.safetensors", "writing")]
     assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")
     with pytest.raises(RuntimeError, match="genesis.load"):

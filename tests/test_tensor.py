@@ -183,7 +183,7 @@ def test_deepcopy_copies_leaves_and_refuses_graph_nodes():
     x = genesis.tensor([1.0, 2.0], requires_grad=True)
     y = copy.deepcopy(x)
     assert y.requires_grad and y.tolist() == [1.0, 2.0]
-    y.data[0] = 5.0
+    y._array[0] = 5.0
     assert x.tolist() == [1.0, 2.0]
     with pytest.raises(RuntimeError, match="graph leaves"):
         copy.deepcopy(x * 2)

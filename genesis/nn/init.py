@@ -44,10 +44,10 @@ def _skippable(fn):
 
 def _fill(tensor, values):
     """Write host ``values`` into ``tensor`` in place (no autograd) and return it."""
-    arr = np.asarray(values).astype(tensor.data.dtype, copy=False)
+    arr = np.asarray(values).astype(tensor._array.dtype, copy=False)
     if tensor.device.type != "cpu":
         arr = _move(arr, tensor.device)
-    tensor.data[...] = arr
+    tensor._array[...] = arr
     tensor._version[0] += 1
     return tensor
 
@@ -101,13 +101,13 @@ def _empty_warning(tensor, op):
 @_skippable
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with samples from U(a, b)."""
-    return _fill(tensor, draw_uniform(tuple(tensor.shape), tensor.data.dtype, a, b, generator))
+    return _fill(tensor, draw_uniform(tuple(tensor.shape), tensor._array.dtype, a, b, generator))
 
 
 @_skippable
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with samples from N(mean, std^2)."""
-    return _fill(tensor, draw_normal(tuple(tensor.shape), tensor.data.dtype, mean, std,
+    return _fill(tensor, draw_normal(tuple(tensor.shape), tensor._array.dtype, mean, std,
                                      generator))
 
 

@@ -50,13 +50,13 @@ def _addindent(text, spaces):
 
 def _convert_tensor_(t, dtype, device):
     """Change ``t``'s dtype (floating tensors only) and/or device in place, keeping the object."""
-    arr = t.data
+    arr = t._array
     if device is not None and t.device != device:
         arr = _move(arr, device)
     if dtype is not None and t.dtype.is_floating_point and t.dtype is not dtype:
         arr = arr.astype(dtype.np)
-    if arr is not t.data:
-        t.data = arr
+    if arr is not t._array:
+        t._array = arr
         t.dtype = dtypes._FROM_NP[arr.dtype]
         t.device = device if device is not None else t.device
         t._version[0] += 1
@@ -494,10 +494,10 @@ class Module:
                     value = Parameter(value, requires_grad=current.requires_grad)
                 getattr(mod, kind)[name] = value
                 continue
-            arr = value.data
+            arr = value._array
             if value.device != current.device:
                 arr = _move(arr, current.device)
-            current.data[...] = arr.astype(current.data.dtype, copy=False)
+            current._array[...] = arr.astype(current._array.dtype, copy=False)
             current._version[0] += 1
         return _IncompatibleKeys(missing, unexpected)
 

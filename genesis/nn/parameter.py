@@ -12,7 +12,7 @@ class Parameter(Tensor):
             from ..creation import empty
             data = empty(0)
         if isinstance(data, Tensor):
-            self._init(data.data, data.device)
+            self._init(data._array, data.device)
             self._version = data._version
         else:
             Tensor.__init__(self, data)

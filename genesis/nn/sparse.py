@@ -37,7 +37,7 @@ class Embedding(Module):
         """N(0, 1) weights with the padding row zeroed."""
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight._array[self.padding_idx] = 0
 
     def forward(self, input):
         """Look up the rows of ``weight`` at the indices ``input``."""

@@ -46,9 +46,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         from ..creation import tensor
         return tensor(0.0)
     xp = backends.xp_for(grads[0].device)
-    dt = grads[0].data.dtype
+    dt = grads[0]._array.dtype
     work = dt if dt.kind == "f" and dt.itemsize >= 4 else np.dtype(np.float32)
-    norms = xp.stack([_vector_norm(xp, g.data.astype(work, copy=False), norm_type)
+    norms = xp.stack([_vector_norm(xp, g._array.astype(work, copy=False), norm_type)
                       for g in grads])
     total = _vector_norm(xp, norms, norm_type)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
@@ -58,7 +58,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            "set `error_if_nonfinite=False`")
     coef = xp.minimum(work.type(max_norm) / (total + work.type(1e-6)), work.type(1.0))
     for g in grads:
-        g.data *= coef.astype(g.data.dtype)
+        g._array *= coef.astype(g._array.dtype)
         g._version[0] += 1
     return Tensor._make(xp.asarray(total).astype(dt), device=grads[0].device)
 
@@ -68,7 +68,7 @@ def clip_grad_value_(parameters, clip_value):
     clip_value = float(clip_value)
     for g in _grads(parameters):
         xp = backends.xp_for(g.device)
-        xp.clip(g.data, -clip_value, clip_value, out=g.data)
+        xp.clip(g._array, -clip_value, clip_value, out=g._array)
         g._version[0] += 1
 
 
@@ -99,6 +99,6 @@ def vector_to_parameters(vec, parameters):
     offset = 0
     for p in params:
         n = p.numel()
-        p.data[...] = vec.data[offset:offset + n].reshape(p.data.shape).astype(p.data.dtype)
+        p._array[...] = vec._array[offset:offset + n].reshape(p._array.shape).astype(p._array.dtype)
         p._version[0] += 1
         offset += n

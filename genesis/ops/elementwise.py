@@ -179,8 +179,8 @@ def div(input, other, *, rounding_mode=None):
         a, b, dt = _binary(input, other)
         if dt.is_floating_point:
             return trunc(Div.apply(a, b))
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad = a._array if isinstance(a, Tensor) else a
+        bd = b._array if isinstance(b, Tensor) else b
         q = np.trunc(np.true_divide(ad, bd)).astype(dt.np)
         return Tensor._make(q)
     raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
@@ -192,8 +192,8 @@ true_divide = div
 def floor_divide(input, other):
     """Floor division (not differentiable)."""
     a, b, dt = _binary(input, other)
-    ad = a.data if isinstance(a, Tensor) else a
-    bd = b.data if isinstance(b, Tensor) else b
+    ad = a._array if isinstance(a, Tensor) else a
+    bd = b._array if isinstance(b, Tensor) else b
     return Tensor._make(np.asarray(np.floor_divide(ad, bd)), device=_dev(a, b))
 
 
@@ -351,7 +351,7 @@ def sign(input):
 
 
 def _nondiff(fn, *xs, dtype=None):
-    arrs = [x.data if isinstance(x, Tensor) else x for x in xs]
+    arrs = [x._array if isinstance(x, Tensor) else x for x in xs]
     out = fn(*arrs)
     return Tensor._make(np.asarray(out) if dtype is None else np.asarray(out, dtype=dtype),
                         device=_dev(*xs))
@@ -503,7 +503,7 @@ def where(condition, input=None, other=None):
     if condition.dtype is not dtypes.bool_:
         condition = condition != 0
     a, b, _ = _binary(input, other)
-    return Where.apply(condition.data, a, b)
+    return Where.apply(condition._array, a, b)
 
 
 def check_bool_mask(op, input, mask, dtype_error=TypeError):
@@ -528,7 +528,7 @@ def masked_fill(input, mask, value):
         value = value.to(input.dtype)
     else:
         value = input.dtype.np.type(value)
-    out = Where.apply(mask.data, value, input)
+    out = Where.apply(mask._array, value, input)
     if tuple(out.shape) != tuple(input.shape):
         raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} would broadcast the "
                            f"input of shape {tuple(input.shape)} to {tuple(out.shape)}")
@@ -544,8 +544,8 @@ def lerp(input, end, weight):
 def _compare(fn):
     def op(input, other):
         a, b, _ = _binary(input, other)
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad = a._array if isinstance(a, Tensor) else a
+        bd = b._array if isinstance(b, Tensor) else b
         return Tensor._make(fn(ad, bd), device=_dev(a, b))
     op.__name__ = fn.__name__
     op.__doc__ = f"Elementwise comparison ({fn.__name__}) with broadcasting; a bool tensor."
@@ -599,12 +599,12 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     """True when every element is close."""
-    return bool(isclose(input, other, rtol, atol, equal_nan).data.all())
+    return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
 
 
 def equal(input, other):
     """True when shapes and all elements are equal."""
-    return tuple(input.shape) == tuple(other.shape) and bool((input.data == other.data).all())
+    return tuple(input.shape) == tuple(other.shape) and bool((input._array == other._array).all())
 
 
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None):

@@ -28,7 +28,7 @@ _FULL = slice(None)
 def _index_array(obj, xp, op):
     """An index tensor/list/array as a raw integer or bool array."""
     if isinstance(obj, Tensor):
-        arr = obj.data
+        arr = obj._array
     else:
         arr = np.asarray(obj)
         if arr.size == 0 and arr.dtype.kind == "f":
@@ -98,7 +98,7 @@ def _parse_index(x, index, op):
     """
     xp = backends.xp_for(x.device)
     items = [_classify(it, xp, op) for it in _as_items(index)]
-    shape = x.data.shape
+    shape = x._array.shape
     consumed = sum(v.ndim if k == "mask" else 1 for k, v in items
                    if k in ("int", "slice", "array", "mask"))
     n_ellipsis = sum(k == "ellipsis" for k, _ in items)
@@ -290,8 +290,8 @@ def setitem(input, index, value):
     value = _value_operand(input, value, "setitem")
     value_grad = isinstance(value, Tensor) and value.requires_grad
     if not (_mode.enabled and (input.requires_grad or value_grad)):
-        view, idx = _target(input.data, basic, adv)
-        raw = value.data if isinstance(value, Tensor) else value
+        view, idx = _target(input._array, basic, adv)
+        raw = value._array if isinstance(value, Tensor) else value
         try:
             view[idx] = raw
         except ValueError:
@@ -317,7 +317,7 @@ def _index_tensor(index, op, name="index"):
     if index.dtype.is_floating_point or index.dtype is dtypes.bool_:
         raise RuntimeError(f"{op}: expected {name} to have an integer dtype (int64), got "
                            f"{index.dtype}")
-    return index.data
+    return index._array
 
 
 def _along_dim_index(xp, index, dim, src_shape):
@@ -463,12 +463,12 @@ def scatter(input, dim, index, src=None, reduce=None, *, value=None):
         raise RuntimeError("scatter: the derivative for reduce='multiply' is not implemented "
                            "(as in PyTorch); run it under genesis.no_grad()")
     dim, idx, values = _scatter_setup(input, dim, index, src, "scatter")
-    x = input.data.reshape(1) if input.ndim == 0 else input.data
+    x = input._array.reshape(1) if input.ndim == 0 else input._array
     xp = backends.xp_for(input.device)
     out = x.copy()
-    raw = values.data if isinstance(values, Tensor) else values
+    raw = values._array if isinstance(values, Tensor) else values
     xp.multiply.at(out, _along_dim_index(xp, idx, dim, x.shape), raw)
-    return Tensor._make(out.reshape(input.data.shape), device=input.device)
+    return Tensor._make(out.reshape(input._array.shape), device=input.device)
 
 
 def scatter_add(input, dim, index, src):
@@ -560,13 +560,13 @@ class MaskedSelect(Function):
 def masked_select(input, mask):
     """1-D tensor of the elements of ``input`` where the bool ``mask`` (broadcast) is True."""
     check_bool_mask("masked_select", input, mask, dtype_error=RuntimeError)
-    return MaskedSelect.apply(input, mask.data)
+    return MaskedSelect.apply(input, mask._array)
 
 
 def nonzero(input, *, as_tuple=False):
     """Indices of nonzero elements: an ``(n, ndim)`` int64 tensor, or a tuple of 1-D tensors."""
     xp = backends.xp_for(input.device)
-    x = input.data
+    x = input._array
     if as_tuple:
         parts = xp.nonzero(x.reshape(1) if x.ndim == 0 else x)
         return tuple(Tensor._make(p.astype(np.int64, copy=False), device=input.device)
@@ -602,7 +602,7 @@ def sort(input, dim=-1, descending=False, stable=False):
     """Sorted values and their int64 indices along ``dim`` (NaN last ascending)."""
     dim = _wrap_dim(dim, input.ndim, "sort")
     xp = backends.xp_for(input.device)
-    x = input.data.reshape(1) if input.ndim == 0 else input.data
+    x = input._array.reshape(1) if input.ndim == 0 else input._array
     values, indices = _take_sorted(input, _argsort(xp, x, dim, descending, stable), dim)
     return _ValuesIndicesSort(values, indices)
 
@@ -616,7 +616,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     """The ``k`` largest (or smallest) values along ``dim`` and their int64 indices."""
     dim = _wrap_dim(dim, input.ndim, "topk")
     xp = backends.xp_for(input.device)
-    x = input.data.reshape(1) if input.ndim == 0 else input.data
+    x = input._array.reshape(1) if input.ndim == 0 else input._array
     n = x.shape[dim]
     k = operator.index(k)
     if not 0 <= k <= n:
@@ -676,7 +676,7 @@ def one_hot(tensor, num_classes=-1):
         raise RuntimeError(f"one_hot: is only applicable to index tensors of dtype int64, got "
                            f"{getattr(tensor, 'dtype', type(tensor).__name__)}")
     xp = backends.xp_for(tensor.device)
-    x = tensor.data
+    x = tensor._array
     if x.size and int(x.min()) < 0:
         raise RuntimeError(f"one_hot: class values must be non-negative, got {int(x.min())}")
     if num_classes == -1:
@@ -693,7 +693,7 @@ def one_hot(tensor, num_classes=-1):
 
 def bincount(input, weights=None, minlength=0):
     """Occurrences of each value of a 1-D non-negative integer tensor (optionally weighted)."""
-    x = input.data
+    x = input._array
     if x.ndim != 1 or input.dtype.is_floating_point or input.dtype is dtypes.bool_ or \
             (x.size and int(x.min()) < 0):
         raise RuntimeError(f"bincount: only supports 1-d non-negative integral inputs; got "
@@ -708,6 +708,6 @@ def bincount(input, weights=None, minlength=0):
             raise RuntimeError(f"bincount: weights of shape {tuple(weights.shape)} should have "
                                f"the same shape as input {tuple(input.shape)}")
         dt = weights.dtype if weights.dtype.is_floating_point else dtypes.float64
-        out = xp.bincount(x, weights=weights.data.astype(np.float64), minlength=minlength)
+        out = xp.bincount(x, weights=weights._array.astype(np.float64), minlength=minlength)
         out = out.astype(dt.np, copy=False)
     return Tensor._make(out, device=input.device)

@@ -170,8 +170,8 @@ def moe_experts(hidden, topk_ids, topk_weights, gate_up_proj, down_proj, activat
     if gate_up_proj.dtype is not hidden.dtype or down_proj.dtype is not hidden.dtype:
         raise TypeError(f"moe_experts: expert weights ({gate_up_proj.dtype}, {down_proj.dtype}) "
                         f"must have the hidden dtype {hidden.dtype}")
-    if topk_ids.numel() and int(topk_ids.data.max()) >= num_experts:
-        raise ValueError(f"moe_experts: topk_ids holds expert {int(topk_ids.data.max())} but "
+    if topk_ids.numel() and int(topk_ids._array.max()) >= num_experts:
+        raise ValueError(f"moe_experts: topk_ids holds expert {int(topk_ids._array.max())} but "
                          f"there are only {num_experts} experts")
     ids = topk_ids if topk_ids.dtype is dtypes.int64 else to_dtype(topk_ids, dtypes.int64)
     return MoEExperts.apply(hidden, ids, to_dtype(topk_weights, hidden.dtype), gate_up_proj,

@@ -364,7 +364,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
                                f"along dim {axis} ({n}), got {repeats.numel()} counts")
         else:
             repeats = repeats.to(dtypes.int64)
-            if bool((repeats.data < 0).any()):
+            if bool((repeats._array < 0).any()):
                 raise RuntimeError("repeat_interleave: repeats can not be negative")
     if not isinstance(repeats, Tensor):
         repeats = _as_int(repeats, "repeat_interleave", "repeats")

@@ -382,7 +382,7 @@ def embedding(input, weight, padding_idx=None):
                          f"{tuple(getattr(weight, 'shape', ()))}")
     n = weight.shape[0]
     if input.numel():
-        lo, hi = int(input.data.min()), int(input.data.max())
+        lo, hi = int(input._array.min()), int(input._array.max())
         if lo < 0 or hi >= n:
             raise IndexError(f"embedding: index {lo if lo < 0 else hi} is out of range for an "
                              f"embedding with {n} rows")

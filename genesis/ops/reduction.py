@@ -325,7 +325,7 @@ def _arg(input, dim, keepdim, is_max):
     op = "argmax" if is_max else "argmin"
     xp = backends.xp_for(input.device)
     xp_arg = xp.argmax if is_max else xp.argmin
-    x = input.data
+    x = input._array
     if dim is None:
         _check_nonempty(input, None, op)
         idx = xp_arg(x.reshape(-1))
@@ -463,7 +463,7 @@ def cumprod(input, dim, *, dtype=None):
 def _logical(input, dim, keepdim, is_any):
     op = "any" if is_any else "all"
     axes = _axes(dim, input.ndim, op)
-    x = input.data
+    x = input._array
     out = x.any(axis=axes, keepdims=keepdim) if is_any else x.all(axis=axes, keepdims=keepdim)
     if x.dtype == np.uint8:
         out = out.astype(np.uint8)

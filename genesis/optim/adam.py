@@ -28,7 +28,7 @@ class Adam(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay))
 
     def _update(self, xp, param, grad, state, group):
-        p = param.data
+        p = param._array
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         if not state:
@@ -46,7 +46,7 @@ class Adam(Optimizer):
                 p *= 1 - lr * wd
             else:
                 grad = grad + wd * p
-        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+        exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
         _lerp_(xp, exp_avg, grad, 1 - beta1)
         exp_avg_sq *= beta2
         exp_avg_sq += (1 - beta2) * grad * grad
@@ -55,7 +55,7 @@ class Adam(Optimizer):
         step_size = lr / bias_correction1
         bias_correction2_sqrt = math.sqrt(bias_correction2)
         if group["amsgrad"]:
-            max_sq = state["max_exp_avg_sq"].data
+            max_sq = state["max_exp_avg_sq"]._array
             xp.maximum(max_sq, exp_avg_sq, out=max_sq)
             denom = xp.sqrt(max_sq)
         else:

@@ -1,6 +1,6 @@
 """Optimizer base: parameter groups, per-parameter state and PyTorch-format state dicts.
 
-Updates work on the raw arrays (``p.data``, ``p.grad.data``) in place through the device's
+Updates work on the raw arrays (``p._array``, ``p.grad._array``) in place through the device's
 array module: no autograd graph, no Python loop over elements.
 """
 import copy
@@ -92,19 +92,19 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.data.shape != p.data.shape:
+                if p.grad._array.shape != p._array.shape:
                     raise RuntimeError(f"{type(self).__name__}.step: gradient of shape "
                                        f"{tuple(p.grad.shape)} does not match its parameter's "
                                        f"shape {tuple(p.shape)}")
                 state = self.state.get(p, {})
-                self._update(backends.xp_for(p.device), p, p.grad.data, state, group)
+                self._update(backends.xp_for(p.device), p, p.grad._array, state, group)
                 if state:
                     self.state[p] = state
                 p._version[0] += 1
         return loss
 
     def _update(self, xp, param, grad, state, group):
-        """Update ``param.data`` in place from ``grad`` (an array); subclasses implement it."""
+        """Update ``param._array`` in place from ``grad`` (an array); subclasses implement it."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- state dict
@@ -164,9 +164,9 @@ class Optimizer:
         """A private copy of a saved state value on the parameter's device (and dtype)."""
         if not isinstance(value, Tensor):
             return copy.deepcopy(value)
-        arr = value.data
+        arr = value._array
         if value.device != param.device:
             arr = _move(arr, param.device)
         if name != "step" and value.dtype.is_floating_point:
-            arr = arr.astype(param.data.dtype, copy=False)
+            arr = arr.astype(param._array.dtype, copy=False)
         return Tensor._make(arr.copy(), device=param.device)

@@ -23,7 +23,7 @@ class SGD(Optimizer):
                                       maximize=maximize))
 
     def _update(self, xp, param, grad, state, group):
-        p = param.data
+        p = param._array
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         if group["maximize"]:
             grad = -grad
@@ -35,7 +35,7 @@ class SGD(Optimizer):
                 buf = Tensor._make(grad.copy(), device=param.device)
                 state["momentum_buffer"] = buf
             else:
-                buf.data *= momentum
-                buf.data += (1 - group["dampening"]) * grad
-            grad = grad + momentum * buf.data if group["nesterov"] else buf.data
+                buf._array *= momentum
+                buf._array += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf._array if group["nesterov"] else buf._array
         p += -lr * grad

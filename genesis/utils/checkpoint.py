@@ -59,7 +59,7 @@ class _Checkpoint(Function):
         if not isinstance(outs, tuple) or not all(isinstance(o, Tensor) for o in outs):
             raise TypeError("checkpoint: function must return a Tensor or a tuple of Tensors, "
                             f"got {type(out).__name__}")
-        return outs[0].data if single else tuple(o.data for o in outs)
+        return outs[0]._array if single else tuple(o._array for o in outs)
 
     @staticmethod
     def backward(ctx, *grad_outputs):
@@ -100,9 +100,9 @@ class _Checkpoint(Function):
                 continue
             slot = slots.get(id(t))
             if slot is None:
-                t._grad_node().accumulate(g.data)
+                t._grad_node().accumulate(g._array)
             else:
-                grads[slot] = g.data
+                grads[slot] = g._array
         return tuple(grads)
 
 

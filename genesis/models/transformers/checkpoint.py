@@ -313,8 +313,8 @@ def _copy_tensors(model, files, plan):
                     name, index = plan[key]
                     tensor = expected[name]
                     xp = backends.xp_for(tensor.device)
-                    tensor.data[index] = xp.asarray(f.get_tensor(key)).astype(
-                        tensor.data.dtype, copy=False)
+                    tensor._array[index] = xp.asarray(f.get_tensor(key)).astype(
+                        tensor._array.dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -415,7 +415,7 @@ def _model_arrays(model):
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        arr = tensor.data
+        arr = tensor._array
         out[name] = arr if isinstance(arr, np.ndarray) else arr.get()
     return out
 

@@ -65,9 +65,9 @@ class DynamicCache:
             self._lengths.append(0)
         if differentiable or isinstance(self._keys[layer_idx], Tensor):
             return self._update_graph(key_states, value_states, layer_idx)
-        self._keys[layer_idx] = self._append(self._keys[layer_idx], key_states.data,
+        self._keys[layer_idx] = self._append(self._keys[layer_idx], key_states._array,
                                              self._lengths[layer_idx])
-        self._values[layer_idx] = self._append(self._values[layer_idx], value_states.data,
+        self._values[layer_idx] = self._append(self._values[layer_idx], value_states._array,
                                                self._lengths[layer_idx])
         self._lengths[layer_idx] += key_states.shape[-2]
         return self._view(layer_idx)
@@ -118,7 +118,7 @@ class DynamicCache:
 
     def reorder_cache(self, beam_idx):
         """Reorder the batch rows of every layer by ``beam_idx`` (a 1-D index tensor)."""
-        idx = beam_idx.data if isinstance(beam_idx, Tensor) else np.asarray(beam_idx)
+        idx = beam_idx._array if isinstance(beam_idx, Tensor) else np.asarray(beam_idx)
         for i in range(len(self._lengths)):
             if isinstance(self._keys[i], Tensor):
                 t = Tensor._make(idx)
@@ -153,8 +153,8 @@ class RepetitionPenaltyLogitsProcessor:
     def __call__(self, input_ids, scores):
         """Penalised copy of ``scores`` [B, V] given ``input_ids`` [B, L]."""
         xp = _xp(scores)
-        ids = input_ids.data
-        s = scores.data.copy()
+        ids = input_ids._array
+        s = scores._array.copy()
         picked = xp.take_along_axis(s, ids, axis=1)
         picked = xp.where(picked < 0, picked * self.penalty, picked / self.penalty)
         xp.put_along_axis(s, ids, picked.astype(s.dtype), axis=1)
@@ -172,7 +172,7 @@ class TemperatureLogitsWarper:
 
     def __call__(self, input_ids, scores):
         """``scores / temperature``."""
-        return Tensor._make((scores.data / scores.data.dtype.type(self.temperature)))
+        return Tensor._make((scores._array / scores._array.dtype.type(self.temperature)))
 
 
 class TopKLogitsWarper:
@@ -187,7 +187,7 @@ class TopKLogitsWarper:
     def __call__(self, input_ids, scores):
         """Scores below the k-th largest of each row set to ``filter_value``."""
         xp = _xp(scores)
-        s = scores.data
+        s = scores._array
         k = min(self.top_k, s.shape[-1])
         kth = -xp.partition(-s, k - 1, axis=-1)[:, k - 1:k]
         return Tensor._make(xp.where(s < kth, s.dtype.type(self.filter_value), s))
@@ -211,7 +211,7 @@ class TopPLogitsWarper:
     def __call__(self, input_ids, scores):
         """Scores outside the nucleus set to ``filter_value``."""
         xp = _xp(scores)
-        s = scores.data
+        s = scores._array
         order = xp.argsort(s, axis=-1, kind="stable")
         sorted_s = xp.take_along_axis(s, order, axis=-1)
         cum = xp.cumsum(_softmax(xp, sorted_s), axis=-1)
@@ -308,7 +308,7 @@ class GenerationMixin:
         processors = self._get_logits_processor(not greedy, temperature, top_k, top_p,
                                                 repetition_penalty)
         xp = _xp(input_ids)
-        ids = input_ids.data.astype(np.int64)
+        ids = input_ids._array.astype(np.int64)
         mask = self._generation_mask(ids, attention_mask, pad, eos, xp)
         was_training = getattr(self, "training", False)
         if was_training:
@@ -342,7 +342,7 @@ class GenerationMixin:
     def _generation_mask(ids, attention_mask, pad, eos, xp):
         """The 2-D keep-mask: given, or inferred from pad ids like HF, else all ones."""
         if attention_mask is not None:
-            mask = attention_mask.data if isinstance(attention_mask, Tensor) else \
+            mask = attention_mask._array if isinstance(attention_mask, Tensor) else \
                 xp.asarray(attention_mask)
             if tuple(mask.shape) != tuple(ids.shape):
                 raise ValueError(f"generate: attention_mask shape {tuple(mask.shape)} must match "
@@ -370,13 +370,13 @@ class GenerationMixin:
                        use_cache=use_cache, return_dict=True, logits_to_keep=1)
             if use_cache:
                 cache = out.past_key_values
-            scores = Tensor._make(out.logits.data[:, -1, :].astype(np.float32))
+            scores = Tensor._make(out.logits._array[:, -1, :].astype(np.float32))
             scores = processors(Tensor._make(ids), scores)
             if greedy:
-                next_tokens = xp.argmax(scores.data, axis=-1)
+                next_tokens = xp.argmax(scores._array, axis=-1)
             else:
-                probs = Tensor._make(_softmax(xp, scores.data))
-                next_tokens = multinomial(probs, 1, generator=generator).data[:, 0]
+                probs = Tensor._make(_softmax(xp, scores._array))
+                next_tokens = multinomial(probs, 1, generator=generator)._array[:, 0]
             next_tokens = next_tokens.astype(np.int64)
             if pad is not None:
                 next_tokens = xp.where(unfinished, next_tokens, pad)

@@ -76,7 +76,7 @@ def _zero_optimizer_slot(optimizer, param, slot):
     if optimizer is None:
         return
     for value in (optimizer.state.get(param) or {}).values():
-        arr = value.data if isinstance(value, Tensor) else value
+        arr = value._array if isinstance(value, Tensor) else value
         if tuple(getattr(arr, "shape", ())) == tuple(param.shape):
             arr[slot] = 0
 
@@ -116,13 +116,13 @@ class GenesisRouter(Module):
         """Centroids = normalised router rows; load ``1/E`` and active on the first E slots."""
         xp = backends.xp_for(self.weight.device)
         with no_grad():
-            w = self.weight.data.astype(np.float32)
-            self.centroids.data[...] = _unit_rows(xp, w).astype(self.centroids.data.dtype)
-            self.load.data[...] = 0
-            self.load.data[:self.num_experts] = 1.0 / self.num_experts
-            self.active.data[...] = False
-            self.active.data[:self.num_experts] = True
-            self.num_steps.data[...] = 0
+            w = self.weight._array.astype(np.float32)
+            self.centroids._array[...] = _unit_rows(xp, w).astype(self.centroids._array.dtype)
+            self.load._array[...] = 0
+            self.load._array[:self.num_experts] = 1.0 / self.num_experts
+            self.active._array[...] = False
+            self.active._array[:self.num_experts] = True
+            self.num_steps._array[...] = 0
         for buf in (self.centroids, self.load, self.active, self.num_steps):
             buf._version[0] += 1
         self._recent = None
@@ -133,16 +133,16 @@ class GenesisRouter(Module):
         xp = backends.xp_for(hidden_states.device)
         cdt = dtypes.float64 if hidden_states.dtype is dtypes.float64 else dtypes.float32
         n, k = hidden_states.shape[0], self.top_k
-        slots = xp.nonzero(self.active.data)[0].astype(np.int64)
+        slots = xp.nonzero(self.active._array)[0].astype(np.int64)
         e_act = int(slots.shape[0])
         x = ops.to_dtype(hidden_states, cdt)
         z_all = ops.linear(x, ops.to_dtype(self.weight, cdt))
         z = ops.index_select(z_all, 1, _const(slots, x))
         x_unit = ops.normalize(x, dim=-1)
-        centroids = xp.ascontiguousarray(self.centroids.data[slots].astype(cdt.np).T)
+        centroids = xp.ascontiguousarray(self.centroids._array[slots].astype(cdt.np).T)
         bind = -(z + ops.matmul(x_unit, _const(centroids, x)) * float(self.beta_bind))
         mask = _flat_mask(attention_mask, n, x)
-        tentative = xp.argsort(bind.data, axis=1, kind="stable")[:, :k]
+        tentative = xp.argsort(bind._array, axis=1, kind="stable")[:, :k]
         counts = xp.bincount(tentative.reshape(-1), weights=xp.repeat(mask, k), minlength=e_act)
         cap = max(1, math.ceil(self.capacity_factor * float(mask.sum()) * k / e_act))
         cost = (self.lambda_cost * xp.maximum(counts - cap, 0) / cap).astype(cdt.np)
@@ -150,11 +150,11 @@ class GenesisRouter(Module):
         logits = energy * (-1.0 / self.tau)
         p = ops.softmax(logits, dim=-1)
         vals, local = ops.topk(p, k, dim=-1)
-        used = 1 + (xp.cumsum(vals.data, axis=1)[:, :-1] < self.threshold).sum(axis=1)
+        used = 1 + (xp.cumsum(vals._array, axis=1)[:, :-1] < self.threshold).sum(axis=1)
         keep = xp.arange(k)[None, :] < used[:, None]
         kept = vals * _const(keep.astype(cdt.np), x)
         weights = kept / ops.sum(kept, dim=-1, keepdim=True)
-        ids = xp.where(keep, slots[local.data], -1)
+        ids = xp.where(keep, slots[local._array], -1)
         routed = xp.bincount(ids[keep], weights=xp.repeat(mask, k)[keep.reshape(-1)],
                              minlength=self.num_slots)
         entropy_loss = metrics = None
@@ -164,12 +164,12 @@ class GenesisRouter(Module):
             e_ent = ops.sum(plogp, dim=-1) * (-self.lambda_entropy / norm)
             entropy_loss = ops.sum(e_ent * _const(mask.astype(cdt.np), x)) / max(
                 float(mask.sum()), 1.0)
-            metrics = self._metrics(p.data, energy.data, e_ent.data, ids, used, routed, mask,
-                                    cap, x_unit.data, slots)
+            metrics = self._metrics(p._array, energy._array, e_ent._array, ids, used, routed, mask,
+                                    cap, x_unit._array, slots)
         if self.training:
-            self._update_state(x_unit.data, ids[:, 0], routed, mask)
+            self._update_state(x_unit._array, ids[:, 0], routed, mask)
         scores = xp.zeros((n, self.num_slots), dtype=cdt.np)
-        scores[:, slots] = p.data
+        scores[:, slots] = p._array
         return RouterOutput(_const(ids, x), weights, ops.to_dtype(z_all, hidden_states.dtype),
                             _const(scores, x), entropy_loss=entropy_loss, metrics=metrics)
 
@@ -204,14 +204,14 @@ class GenesisRouter(Module):
         onehot = (top1[:, None] == xp.arange(self.num_slots)[None, :]).astype(xu.dtype)
         members = onehot.sum(axis=0)
         target = (onehot.T @ xu) / xp.maximum(members, 1)[:, None]
-        c = self.centroids.data.astype(xu.dtype)
+        c = self.centroids._array.astype(xu.dtype)
         moved = _unit_rows(xp, (1 - self.eta_centroid) * c + self.eta_centroid * target)
-        self.centroids.data[...] = xp.where(members[:, None] > 0, moved, c).astype(
-            self.centroids.data.dtype)
+        self.centroids._array[...] = xp.where(members[:, None] > 0, moved, c).astype(
+            self.centroids._array.dtype)
         total = float(routed.sum())
         if total > 0:
-            self.load.data[...] = ((1 - self.eta_load) * self.load.data.astype(np.float64)
-                                   + self.eta_load * routed / total).astype(self.load.data.dtype)
+            self.load._array[...] = ((1 - self.eta_load) * self.load._array.astype(np.float64)
+                                   + self.eta_load * routed / total).astype(self.load._array.dtype)
         self.centroids._version[0] += 1
         self.load._version[0] += 1
         self._recent = (xu, top1)
@@ -229,15 +229,15 @@ class GenesisRouter(Module):
         if experts.num_experts != self.num_slots:
             raise ValueError(f"GenesisRouter.mitosis: experts have {experts.num_experts} slots, "
                              f"the router has {self.num_slots}")
-        self.num_steps.data[...] += 1
+        self.num_steps._array[...] += 1
         self.num_steps._version[0] += 1
-        step = int(self.num_steps.data)
-        active = self.active.data
+        step = int(self.num_steps._array)
+        active = self.active._array
         free = np.nonzero(_host(~active))[0]
         if step % self.mitosis_interval or free.size == 0:
             return None
         live = np.nonzero(_host(active))[0]
-        load = _host(self.load.data).astype(np.float64)
+        load = _host(self.load._array).astype(np.float64)
         parent = int(live[np.argmax(load[live])])
         if live.size * load[parent] <= self.split_ratio:
             return None
@@ -248,10 +248,10 @@ class GenesisRouter(Module):
                 self._copy_slot(param, parent, child, rng)
                 _zero_optimizer_slot(optimizer, param, child)
             self._split_centroid(parent, child, rng)
-            half = self.load.data[parent] / 2
-            self.load.data[parent] = half
-            self.load.data[child] = half
-            self.active.data[child] = True
+            half = self.load._array[parent] / 2
+            self.load._array[parent] = half
+            self.load._array[child] = half
+            self.active._array[child] = True
         for buf in (self.centroids, self.load, self.active):
             buf._version[0] += 1
         return parent, child
@@ -259,15 +259,15 @@ class GenesisRouter(Module):
     @staticmethod
     def _copy_slot(param, parent, child, rng):
         xp = backends.xp_for(param.device)
-        src = param.data[parent].astype(np.float64)
+        src = param._array[parent].astype(np.float64)
         noise = rng.standard_normal(src.shape) * (_NOISE_SCALE * float(src.std()))
-        param.data[child] = (src + xp.asarray(noise)).astype(param.data.dtype)
+        param._array[child] = (src + xp.asarray(noise)).astype(param._array.dtype)
         param._version[0] += 1
 
     def _split_centroid(self, parent, child, rng):
         """``C_parent, C_child = normalize(C +- delta v)``, ``v`` the parent's main direction."""
         xp = backends.xp_for(self.centroids.device)
-        c = self.centroids.data[parent].astype(np.float64)
+        c = self.centroids._array[parent].astype(np.float64)
         v = xp.asarray(rng.standard_normal(c.shape[0]))
         if self._recent is not None:
             xu, top1 = self._recent
@@ -286,8 +286,8 @@ class GenesisRouter(Module):
             norm = float(xp.sqrt(v @ v))
         v = v / norm
         pair = _unit_rows(xp, xp.stack([c + self.split_delta * v, c - self.split_delta * v]))
-        self.centroids.data[parent] = pair[0].astype(self.centroids.data.dtype)
-        self.centroids.data[child] = pair[1].astype(self.centroids.data.dtype)
+        self.centroids._array[parent] = pair[0].astype(self.centroids._array.dtype)
+        self.centroids._array[child] = pair[1].astype(self.centroids._array.dtype)
 
     def extra_repr(self):
         return (f"num_experts={self.num_experts}, slots={self.num_slots}, top_k={self.top_k}, "

@@ -119,8 +119,8 @@ class MoERotaryEmbedding(Module):
     def forward(self, x, position_ids):
         """cos/sin tables of ``position_ids [B, S]`` in ``x``'s dtype."""
         xp = backends.xp_for(x.device)
-        pos = position_ids.data.astype(np.float32)
-        freqs = pos[..., None] * xp.asarray(self.inv_freq.data)
+        pos = position_ids._array.astype(np.float32)
+        freqs = pos[..., None] * xp.asarray(self.inv_freq._array)
         emb = xp.concatenate([freqs, freqs], axis=-1)
         npd = x.dtype.np
         cos = (xp.cos(emb) * self.attention_scaling).astype(npd)
@@ -306,7 +306,7 @@ class MoEPreTrainedModel(Module):
             if getattr(module, "bias", None) is not None:
                 init.zeros_(module.bias)
             if getattr(module, "padding_idx", None) is not None:
-                module.weight.data[module.padding_idx] = 0
+                module.weight._array[module.padding_idx] = 0
         elif isinstance(module, MoEExperts):
             init.normal_(module.gate_up_proj, 0.0, std)
             init.normal_(module.down_proj, 0.0, std)
@@ -425,7 +425,7 @@ class MoEModel(MoEPreTrainedModel):
         kv = past + seq
         keep2d = None
         if attention_mask is not None:
-            keep2d = attention_mask.data if isinstance(attention_mask, Tensor) else \
+            keep2d = attention_mask._array if isinstance(attention_mask, Tensor) else \
                 xp.asarray(attention_mask)
             if keep2d.ndim != 2 or keep2d.shape[0] != bsz or keep2d.shape[1] < kv:
                 raise ValueError(f"MoEModel: attention_mask must be [batch, past + seq] = "
@@ -553,7 +553,7 @@ def _current_tokens(attention_mask, seq):
     """The 2-D mask's last ``seq`` columns (the tokens of this forward), or None."""
     if attention_mask is None:
         return None
-    data = attention_mask.data if isinstance(attention_mask, Tensor) else np.asarray(attention_mask)
+    data = attention_mask._array if isinstance(attention_mask, Tensor) else np.asarray(attention_mask)
     return data[:, data.shape[1] - seq:]
 
 
@@ -567,7 +567,7 @@ def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
                          f"input_ids' [batch, seq] = {tuple(logits.shape[:2])}")
     xp = backends.xp_for(labels.device)
     shifted = xp.full(labels.shape, ignore_index, dtype=np.int64)
-    shifted[:, :-1] = labels.data[:, 1:]
+    shifted[:, :-1] = labels._array[:, 1:]
     flat_logits = ops.to_dtype(logits, dtypes.float32).reshape(-1, vocab_size)
     return F.cross_entropy(flat_logits, Tensor._make(shifted.reshape(-1), device=labels.device),
                            ignore_index=ignore_index)

@@ -57,7 +57,7 @@ def _flat_mask(attention_mask, rows, like):
     xp = _xp(like)
     if attention_mask is None:
         return xp.ones(rows, dtype=np.float32)
-    m = attention_mask.data if isinstance(attention_mask, Tensor) else xp.asarray(attention_mask)
+    m = attention_mask._array if isinstance(attention_mask, Tensor) else xp.asarray(attention_mask)
     m = m.reshape(-1).astype(np.float32)
     if m.shape[0] != rows:
         raise ValueError(f"routing: attention_mask with {m.shape[0]} entries does not match "
@@ -73,7 +73,7 @@ def group_limited_scores(scores, n_group, topk_group):
     experts get 0.0 rather than -inf, exactly as HF does.
     """
     xp = _xp(scores)
-    s = scores.data
+    s = scores._array
     n, e = s.shape
     group_scores = s.reshape(n, n_group, e // n_group).max(axis=-1)
     keep_groups = xp.argsort(-group_scores, axis=-1, kind="stable")[:, :topk_group]
@@ -95,7 +95,7 @@ def capacity_keep_mask(topk_ids, num_experts, capacity):
     first ``capacity`` pairs and the rest are dropped (Switch Transformer style).
     """
     xp = _xp(topk_ids)
-    flat = topk_ids.data.reshape(-1)
+    flat = topk_ids._array.reshape(-1)
     order = xp.argsort(flat, kind="stable")
     counts = xp.bincount(flat, minlength=num_experts)
     starts = xp.cumsum(counts) - counts
@@ -120,7 +120,7 @@ def switch_load_balancing_loss(router_logits, num_experts, top_k, attention_mask
     rows_per_layer = router_logits[0].shape[0]
     mask = xp.tile(_flat_mask(attention_mask, rows_per_layer, probs), len(router_logits))
     total = max(float(mask.sum()), 1.0)
-    picked = ops.topk(probs.detach(), top_k, dim=-1).indices.data
+    picked = ops.topk(probs.detach(), top_k, dim=-1).indices._array
     counts = xp.bincount(picked.reshape(-1), weights=xp.repeat(mask, top_k),
                          minlength=num_experts)
     tokens_per_expert = _const((counts / total).astype(np.float32), probs)
@@ -143,7 +143,7 @@ def sequence_load_balancing_loss(scores, topk_ids, batch_size, num_experts, alph
     if normalize_scores:
         scores = scores / ops.sum(scores, dim=-1, keepdim=True)
     mask = _flat_mask(attention_mask, rows, scores)
-    ids = topk_ids.data
+    ids = topk_ids._array
     batch_of = xp.repeat(xp.arange(rows) // seq, k)
     counts = xp.bincount(batch_of * e + ids.reshape(-1), weights=xp.repeat(mask, k),
                          minlength=batch_size * e).reshape(batch_size, e)
@@ -169,7 +169,7 @@ def router_z_loss(router_logits, attention_mask=None):
 def routing_stats(topk_ids, num_experts):
     """Metrics of one layer's routing: expert load fractions, active experts per token, drops."""
     xp = _xp(topk_ids)
-    ids = topk_ids.data
+    ids = topk_ids._array
     kept = ids >= 0
     load = xp.bincount(ids[kept], minlength=num_experts).astype(np.float64)
     total = max(float(load.sum()), 1.0)
@@ -235,7 +235,7 @@ class MoERouter(Module):
         cap = expert_capacity(ids.shape[0], self.num_experts, self.top_k, self.capacity_factor)
         keep = capacity_keep_mask(ids, self.num_experts, cap)
         xp = _xp(ids)
-        ids = _const(xp.where(keep, ids.data, -1), ids)
+        ids = _const(xp.where(keep, ids._array, -1), ids)
         return ids, weights * _const(keep.astype(np.float32), weights)
 
     def extra_repr(self):
