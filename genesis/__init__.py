@@ -14,6 +14,8 @@ from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, i
 from . import autograd
 from .serialization import save, load
 from . import nn, optim, utils  # noqa: E402  (genesis.nn / genesis.optim like torch.nn)
+from . import amp
+from .amp import autocast, get_autocast_dtype, is_autocast_enabled
 from .backends import cuda as _cuda_backend
 
 __version__ = "0.1.0"

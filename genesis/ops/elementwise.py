@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .. import dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..tensor import Tensor
 from ._special import erf as _erf
@@ -209,6 +210,7 @@ def fmod(input, other):
     return sub(input, mul(quotient.detach(), other))
 
 
+@autocast_op
 def pow(input, exponent):
     """``input ** exponent`` with broadcasting."""
     a, b, dt = _binary(input, exponent)
@@ -248,7 +250,7 @@ def _unary(name, fwd, grad, save="x", float_only=True, doc=""):
 
     op.__name__ = name
     op.__doc__ = doc or f"Elementwise {name}."
-    return op
+    return autocast_op(op)
 
 
 _SQRT_PI_2 = 2.0 / math.sqrt(math.pi)
@@ -340,6 +342,7 @@ def square(input):
     return mul(input, input)
 
 
+@autocast_op
 def reciprocal(input):
     """``1 / input``."""
     return div(1.0, input)

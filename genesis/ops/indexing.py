@@ -11,6 +11,7 @@ import operator
 import numpy as np
 
 from .. import backends, dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, _mode, unbroadcast
 from ..tensor import Tensor, _wrap_dim
 from .elementwise import check_bool_mask, clone, mul, to_dtype
@@ -471,6 +472,7 @@ def scatter(input, dim, index, src=None, reduce=None, *, value=None):
     return Tensor._make(out.reshape(input._array.shape), device=input.device)
 
 
+@autocast_op
 def scatter_add(input, dim, index, src):
     """Add ``src`` into ``input`` at ``index`` along ``dim``; repeated indices accumulate."""
     if not isinstance(src, Tensor):

@@ -2,6 +2,7 @@
 import string
 
 from .. import dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..tensor import Tensor
 from .elementwise import to_dtype
@@ -72,6 +73,7 @@ class MatMul(Function):
         return ga, gb
 
 
+@autocast_op
 def matmul(input, other):
     """Matrix product with PyTorch's rules for 1-D, 2-D and batched (broadcast) operands."""
     _check_tensor("matmul", input, other)
@@ -98,6 +100,7 @@ def _broadcast_batch(op, sa, sb, batch_a, batch_b):
                                f"broadcast ({x} != {y})")
 
 
+@autocast_op
 def mm(input, mat2):
     """Product of two 2-D matrices (no broadcasting)."""
     _check_tensor("mm", input, mat2)
@@ -110,6 +113,7 @@ def mm(input, mat2):
     return MatMul.apply(input, mat2)
 
 
+@autocast_op
 def bmm(input, mat2):
     """Batched product of 3-D tensors ``(b, n, m) @ (b, m, p)`` (no broadcasting)."""
     _check_tensor("bmm", input, mat2)
@@ -125,6 +129,7 @@ def bmm(input, mat2):
     return MatMul.apply(input, mat2)
 
 
+@autocast_op
 def dot(input, other):
     """Inner product of two 1-D tensors of the same length."""
     _check_tensor("dot", input, other)
@@ -319,6 +324,7 @@ def _letter_sizes(equation, in_subs, operands):
     return sizes
 
 
+@autocast_op
 def einsum(equation, *operands):
     """Einstein summation (``'ij,jk->ik'``), with ellipsis, broadcasting and repeated indices."""
     if not isinstance(equation, str):

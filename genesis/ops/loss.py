@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from .. import dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, is_grad_enabled, unbroadcast
 from ..tensor import Tensor
 from ._nn_common import check_float as _check_float, log_softmax as _log_softmax, opmath
@@ -217,6 +218,7 @@ def _check_class_input(op, input, target, weight):
     return False
 
 
+@autocast_op
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Cross entropy of logits ``(N, C, ...)`` against class indices or class probabilities."""
@@ -233,6 +235,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                               float(label_smoothing), probs)
 
 
+@autocast_op
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood of log-probabilities ``(N, C, ...)`` at class-index targets."""
@@ -303,12 +306,14 @@ def _pointwise_loss(op, kind, input, target, size_average, reduce, reduction, we
                                kind)
 
 
+@autocast_op
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean squared error (optionally weighted; 'mean' then divides by ``weight.sum()``)."""
     return _pointwise_loss("mse_loss", "mse", input, target, size_average, reduce, reduction,
                            weight)
 
 
+@autocast_op
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean absolute error (optionally weighted; 'mean' then divides by ``weight.sum()``)."""
     return _pointwise_loss("l1_loss", "l1", input, target, size_average, reduce, reduction,
@@ -349,6 +354,7 @@ class BCEWithLogits(Function):
         return gx, gt, None, None, None
 
 
+@autocast_op
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
     """Sigmoid + binary cross entropy in one numerically stable op."""

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..tensor import Tensor
 from ._special import erf as _erf
@@ -134,6 +135,7 @@ class MoEExperts(Function):
         return grad_x, None, grad_w, grad_gu, grad_down, None
 
 
+@autocast_op
 def moe_experts(hidden, topk_ids, topk_weights, gate_up_proj, down_proj, activation="silu"):
     """Weighted sum of the top-k SwiGLU experts of each token: ``[N, d]`` -> ``[N, d]``.
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .. import dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..random import _rng
 from ..tensor import Tensor, _wrap_dim
@@ -68,12 +69,14 @@ def _softmax_input(op, input, dtype):
     return input
 
 
+@autocast_op
 def softmax(input, dim, dtype=None):
     """``exp(x) / sum(exp(x))`` along ``dim``, computed stably (max subtracted)."""
     input = _softmax_input("softmax", input, dtype)
     return Softmax.apply(input, _axes("softmax", input, dim))
 
 
+@autocast_op
 def log_softmax(input, dim, dtype=None):
     """``log(softmax(x))`` along ``dim`` via the log-sum-exp trick."""
     input = _softmax_input("log_softmax", input, dtype)
@@ -208,6 +211,7 @@ def leaky_relu(input, negative_slope=0.01):
     return LeakyRelu.apply(input, float(negative_slope))
 
 
+@autocast_op
 def softplus(input, beta=1.0, threshold=20.0):
     """``log(1 + exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
     _check_float("softplus", input)
@@ -300,6 +304,7 @@ class LayerNorm(Function):
         return gx, gw, gb, None, None
 
 
+@autocast_op
 def rms_norm(input, normalized_shape, weight=None, eps=None):
     """``x / sqrt(mean(x^2) + eps) * weight`` over the trailing ``normalized_shape`` dims."""
     _check_float("rms_norm", input)
@@ -309,6 +314,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     return RMSNorm.apply(input, weight, axes, float(eps))
 
 
+@autocast_op
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """``(x - mean) / sqrt(var + eps) * weight + bias`` over the trailing dims."""
     _check_float("layer_norm", input)
@@ -341,6 +347,7 @@ class Normalize(Function):
         return gx.astype(g.dtype, copy=False), None, None, None
 
 
+@autocast_op
 def normalize(input, p=2.0, dim=1, eps=1e-12):
     """``x / max(||x||_p, eps)`` along ``dim``."""
     _check_float("normalize", input)
@@ -418,6 +425,7 @@ class Linear(Function):
         return gx, gw, gb
 
 
+@autocast_op
 def linear(input, weight, bias=None):
     """``input @ weight.T + bias`` for ``weight`` of shape ``(out_features, in_features)``."""
     _check_float("linear", input)
@@ -532,6 +540,7 @@ def _fold_heads(g, shape, n_rep):
     return unbroadcast(g, shape)
 
 
+@autocast_op
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False):
     """Attention ``softmax(q k^T / sqrt(E) + mask) v`` over leading batch dims, like PyTorch."""

@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from .. import backends, dtypes
+from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..tensor import Tensor, _wrap_dim
 from .elementwise import maximum, minimum, to_dtype
@@ -109,6 +110,7 @@ class Sum(Function):
         return _grad_in(ctx.xp, g, *ctx.meta)
 
 
+@autocast_op
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (all when None); bool/integer inputs give int64."""
     if dtype is not None:
@@ -163,6 +165,7 @@ class Prod(Function):
         return xp.where(live, others * gk, 0).astype(g.dtype, copy=False)
 
 
+@autocast_op
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     """Product over ``dim``; the gradient is exact when the input holds zeros."""
     if dtype is not None:
@@ -382,6 +385,7 @@ class LogSumExp(Function):
         return (gk * xp.exp(_upcast(x) - lse)).astype(g.dtype, copy=False)
 
 
+@autocast_op
 def logsumexp(input, dim, keepdim=False):
     """``log(sum(exp(input)))`` over ``dim``, computed without overflow."""
     if not input.dtype.is_floating_point:
@@ -413,6 +417,7 @@ def _cum_axis(input, dim, op):
     return axis, (input.reshape(1) if input.ndim == 0 else input)
 
 
+@autocast_op
 def cumsum(input, dim, *, dtype=None):
     """Running sum along ``dim``; bool/integer inputs give int64."""
     if dtype is not None:
@@ -450,6 +455,7 @@ class CumProd(Function):
         return grad.astype(g.dtype, copy=False)
 
 
+@autocast_op
 def cumprod(input, dim, *, dtype=None):
     """Running product along ``dim``; the gradient is exact when the input holds zeros."""
     if dtype is not None:
@@ -560,6 +566,7 @@ class NuclearNorm(Function):
         return xp.moveaxis(grad, (-2, -1), axes).astype(g.dtype, copy=False)
 
 
+@autocast_op
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """Vector p-norm ('fro' = 2) over ``dim`` (all when None), or the nuclear norm ('nuc')."""
     if dtype is not None:
