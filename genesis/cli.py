@@ -58,6 +58,9 @@ def build_parser():
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    t.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast matmuls and attention to bfloat16 (weights, optimizer "
+                        "state and losses stay float32)")
     t.add_argument("--sample-tokens", type=int, default=200, help="tokens sampled at the end")
     t.add_argument("--sample-prompt", default="The ")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

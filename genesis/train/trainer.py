@@ -254,6 +254,12 @@ def _restore(path, run_args, model, optimizer, scheduler, sampler):
     return int(state["step"])
 
 
+def _autocast(args):
+    """The mixed-precision region of ``--dtype``: bfloat16 autocast, or disabled for fp32."""
+    return genesis.autocast(genesis.device(args.device).type, dtype=genesis.bfloat16,
+                            enabled=getattr(args, "dtype", "fp32") == "bf16")
+
+
 def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_windows, step,
           run_args, clip_grad_norm_, log):
     from tqdm import tqdm
@@ -268,8 +274,9 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
         while step < args.steps and not interrupt.hit:
             inputs, labels = sampler.next_batch()
             t0 = time.perf_counter()
-            out = model(genesis.tensor(inputs), labels=genesis.tensor(labels), return_dict=True,
-                        output_router_logits=True)
+            with _autocast(args):
+                out = model(genesis.tensor(inputs), labels=genesis.tensor(labels),
+                            return_dict=True, output_router_logits=True)
             optimizer.zero_grad()
             out.loss.backward()
             grad_norm = clip_grad_norm_(model.parameters(), args.grad_clip) if args.grad_clip \
