@@ -16,7 +16,7 @@ from .serialization import save, load
 from . import nn, optim, utils  # noqa: E402  (genesis.nn / genesis.optim like torch.nn)
 from . import amp
 from .amp import autocast, get_autocast_dtype, is_autocast_enabled
-from .backends import cuda as _cuda_backend
+from . import backends, cuda
 
 __version__ = "0.1.0"
 
@@ -30,9 +30,3 @@ def is_tensor(obj):
     """True for genesis tensors."""
     return isinstance(obj, Tensor)
 
-
-class cuda:
-    """``genesis.cuda.is_available()`` and friends, without importing CuPy eagerly."""
-
-    is_available = staticmethod(_cuda_backend.is_available)
-    device_count = staticmethod(_cuda_backend.device_count)

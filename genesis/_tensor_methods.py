@@ -3,7 +3,7 @@ import numpy as np
 
 from . import ops
 from .autograd import _mode
-from .random import _rng, draw_normal, draw_uniform
+from .random import device_rng, draw_normal, draw_uniform
 from .tensor import Tensor
 
 # Methods that forward to the op of the same name with ``self`` first.
@@ -202,38 +202,44 @@ def copy_(self, src, non_blocking=False):
     return _fill_array(self, src._array.astype(self._array.dtype, copy=False), "copy_")
 
 
-def _random_fill(self, arr, op):
-    return _fill_array(self, arr.astype(self._array.dtype, copy=False), op)
+def _random_fill(self, draw, op):
+    """Fill ``self`` in place with ``draw(rng, shape)``, drawn on its device by its generator."""
+    from .backends import cuda
+    with cuda.device_guard(self.device.index):
+        arr = draw(self._array.shape)
+        return _fill_array(self, arr.astype(self._array.dtype, copy=False), op)
 
 
 def normal_(self, mean=0.0, std=1.0, generator=None):
     """Fill with normal samples in place (drawn in float32 unless the tensor is float64)."""
-    return _random_fill(self, draw_normal(self._array.shape, self._array.dtype, mean, std, generator),
-                        "normal_")
+    return _random_fill(self, lambda shape: draw_normal(shape, self._array.dtype, mean, std,
+                                                        generator, self.device), "normal_")
 
 
 def uniform_(self, a=0.0, b=1.0, generator=None):
     """Fill with uniform samples from [a, b) in place."""
-    return _random_fill(self, draw_uniform(self._array.shape, self._array.dtype, a, b, generator),
-                        "uniform_")
+    return _random_fill(self, lambda shape: draw_uniform(shape, self._array.dtype, a, b,
+                                                         generator, self.device), "uniform_")
 
 
 def bernoulli_(self, p=0.5, generator=None):
     """Fill with Bernoulli(p) samples in place."""
-    return _random_fill(self, _rng(generator).random(self._array.shape) < p, "bernoulli_")
+    return _random_fill(self, lambda shape: device_rng(self.device, generator).random(shape) < p,
+                        "bernoulli_")
 
 
 def random_(self, low=0, high=None, generator=None):
     """Fill with random integers from [low, high) in place."""
     if high is None:
         low, high = 0, low if low else 2 ** 31
-    return _random_fill(self, _rng(generator).integers(low, high, self._array.shape), "random_")
+    return _random_fill(self, lambda shape: device_rng(self.device, generator).integers(
+        low, high, shape), "random_")
 
 
 def exponential_(self, lambd=1.0, generator=None):
     """Fill with exponential samples in place."""
-    return _random_fill(self, _rng(generator).exponential(1.0 / lambd, self._array.shape),
-                        "exponential_")
+    return _random_fill(self, lambda shape: device_rng(self.device, generator).exponential(
+        1.0 / lambd, shape), "exponential_")
 
 
 for _fn in (zero_, fill_, copy_, normal_, uniform_, bernoulli_, random_, exponential_):

@@ -112,6 +112,7 @@ class FunctionCtx:
     non_differentiable = ()
     _versions = None
     xp = np
+    device = None
 
     def save_for_backward(self, *arrays):
         """Keep arrays for backward; in-place changes to their tensors are detected."""
@@ -171,14 +172,12 @@ class Node:
                 f"{self.name()}: trying to backward through the graph a second time (or to "
                 "access saved tensors after they were freed); pass retain_graph=True to the "
                 "first backward call if you need to backward twice")
-        xp = self.ctx.xp
-        for i, g in enumerate(grads):
-            if g is None:
-                shape, dt = self.out_meta[i]
-                grads[i] = xp.zeros(shape, dtype=dt)
-        if self.pre_hooks or self.retains:
-            _run_output_hooks(self, grads)
-        result = self.fn.backward(self.ctx, *grads)
+        dev = self.ctx.device
+        if dev is None:
+            result = self._backward(grads)
+        else:
+            with backends.cuda.device_guard(dev.index):
+                result = self._backward(grads)
         if not isinstance(result, tuple):
             result = (result,)
         n = len(self.next_functions)
@@ -188,6 +187,16 @@ class Node:
             self.ctx = _FREED_CTX
             self.freed = True
         return result
+
+    def _backward(self, grads):
+        xp = self.ctx.xp
+        for i, g in enumerate(grads):
+            if g is None:
+                shape, dt = self.out_meta[i]
+                grads[i] = xp.zeros(shape, dtype=dt)
+        if self.pre_hooks or self.retains:
+            _run_output_hooks(self, grads)
+        return self.fn.backward(self.ctx, *grads)
 
 
 def _run_output_hooks(node, grads):
@@ -206,6 +215,7 @@ def _run_output_hooks(node, grads):
 
 class _FreedCtx:
     xp = np
+    device = None
 
 
 _FREED_CTX = _FreedCtx()
@@ -292,12 +302,16 @@ class Function:
                 raw.append(a)
                 needs.append(False)
                 nexts.append(None)
-        if dev is not None and dev.type != "cpu":
-            ctx.xp = backends.xp_for(dev)
         record = any_grad and _mode.enabled
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         try:
-            out = cls.forward(ctx, *raw, **kwargs)
+            if dev is None or dev.type == "cpu":
+                out = cls.forward(ctx, *raw, **kwargs)
+            else:
+                ctx.xp = backends.xp_for(dev)
+                ctx.device = dev
+                with backends.cuda.device_guard(dev.index):
+                    out = cls.forward(ctx, *raw, **kwargs)
         except ValueError as exc:
             if "broadcast" not in str(exc):
                 raise

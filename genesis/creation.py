@@ -4,9 +4,9 @@ import numbers
 
 import numpy as np
 
-from . import dtypes
+from . import backends, dtypes
 from .device import as_device
-from .random import _rng, draw_normal, draw_uniform
+from .random import device_rng, draw_normal, draw_uniform
 from .tensor import Tensor, _move, _to_array
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
@@ -37,6 +37,20 @@ def _wrap(arr, dtype, device, requires_grad, default=None):
     dev = as_device(device)
     if dev.type != "cpu":
         arr = _move(arr, dev)
+    t = Tensor._make(arr, device=dev)
+    if requires_grad:
+        t.requires_grad = True
+    return t
+
+
+def _build(make, dtype, device, requires_grad, default=None):
+    """Wrap ``make(xp, dev)``, run with ``device`` current so arrays are allocated there."""
+    dt = dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())
+    dev = as_device(device)
+    with backends.cuda.device_guard(dev.index):
+        arr = make(backends.xp_for(dev), dev)
+        if arr.dtype != dt.np:
+            arr = arr.astype(dt.np)
     t = Tensor._make(arr, device=dev)
     if requires_grad:
         t.requires_grad = True
@@ -79,14 +93,14 @@ def from_numpy(ndarray):
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
     """A tensor of zeros."""
-    return _wrap(np.zeros(_size(size, "zeros"), dtypes.as_dtype(dtype or dtypes.get_default_dtype()).np),
-                 dtype, device, requires_grad)
+    shape, dt = _size(size, "zeros"), dtypes.as_dtype(dtype or dtypes.get_default_dtype())
+    return _build(lambda xp, dev: xp.zeros(shape, dt.np), dt, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
     """A tensor of ones."""
-    return _wrap(np.ones(_size(size, "ones"), dtypes.as_dtype(dtype or dtypes.get_default_dtype()).np),
-                 dtype, device, requires_grad)
+    shape, dt = _size(size, "ones"), dtypes.as_dtype(dtype or dtypes.get_default_dtype())
+    return _build(lambda xp, dev: xp.ones(shape, dt.np), dt, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
@@ -98,8 +112,8 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     """A tensor filled with ``fill_value``; dtype inferred from the value like PyTorch."""
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value)
-    return _wrap(np.full(_size((size,), "full"), fill_value, dtypes.as_dtype(dtype).np), dtype,
-                 device, requires_grad)
+    shape, dt = _size((size,), "full"), dtypes.as_dtype(dtype)
+    return _build(lambda xp, dev: xp.full(shape, fill_value, dt.np), dt, device, requires_grad)
 
 
 def _like(input, dtype, device):
@@ -140,20 +154,21 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     is_float = any(isinstance(v, float) for v in vals)
     default = dtypes.get_default_dtype() if is_float else dtypes.int64
     n = max(0, math.ceil((vals[1] - vals[0]) / vals[2]))
-    arr = vals[0] + np.arange(n, dtype=np.float64 if is_float else np.int64) * vals[2]
-    return _wrap(arr, dtype, device, requires_grad, default=default)
+    return _build(lambda xp, dev: vals[0] + xp.arange(n, dtype=np.float64 if is_float
+                                                      else np.int64) * vals[2],
+                  dtype, device, requires_grad, default=default)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     if steps < 0:
         raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
-    return _wrap(np.linspace(start, end, steps), dtype, device, requires_grad)
+    return _build(lambda xp, dev: xp.linspace(start, end, steps), dtype, device, requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     """Identity matrix of shape (n, m)."""
-    return _wrap(np.eye(n, m), dtype, device, requires_grad)
+    return _build(lambda xp, dev: xp.eye(n, m), dtype, device, requires_grad)
 
 
 # --------------------------------------------------------------------------- random
@@ -166,16 +181,16 @@ def _float_dt(dtype, op):
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1)."""
-    dt = _float_dt(dtype, "rand")
-    arr = draw_uniform(_size(size, "rand"), dt.np, generator=generator)
-    return _wrap(arr, dt, device, requires_grad)
+    dt, shape = _float_dt(dtype, "rand"), _size(size, "rand")
+    return _build(lambda xp, dev: draw_uniform(shape, dt.np, generator=generator, device=dev),
+                  dt, device, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples."""
-    dt = _float_dt(dtype, "randn")
-    arr = draw_normal(_size(size, "randn"), dt.np, generator=generator)
-    return _wrap(arr, dt, device, requires_grad)
+    dt, shape = _float_dt(dtype, "randn"), _size(size, "randn")
+    return _build(lambda xp, dev: draw_normal(shape, dt.np, generator=generator, device=dev),
+                  dt, device, requires_grad)
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None,
@@ -189,14 +204,16 @@ def randint(low, high=None, size=None, generator=None, dtype=None, device=None,
         low, high = 0, low
     if high <= low:
         raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
-    arr = _rng(generator).integers(low, high, size=_size((size,), "randint"), dtype=np.int64)
-    return _wrap(arr, dtype, device, requires_grad, default=dtypes.int64)
+    shape = _size((size,), "randint")
+    return _build(lambda xp, dev: device_rng(dev, generator).integers(low, high, size=shape,
+                                                                      dtype=np.int64),
+                  dtype, device, requires_grad, default=dtypes.int64)
 
 
 def randperm(n, generator=None, dtype=None, device=None, requires_grad=False):
     """A random permutation of 0..n-1."""
-    return _wrap(_rng(generator).permutation(n).astype(np.int64), dtype, device, requires_grad,
-                 default=dtypes.int64)
+    return _build(lambda xp, dev: device_rng(dev, generator).permutation(n).astype(np.int64),
+                  dtype, device, requires_grad, default=dtypes.int64)
 
 
 def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None):
@@ -205,16 +222,20 @@ def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None
     s = std._array if isinstance(std, Tensor) else std
     if size is None:
         size = np.broadcast_shapes(np.shape(m), np.shape(s))
-    arr = _rng(generator).normal(m, s, size=_size((size,), "normal"))
+    shape = _size((size,), "normal")
+    if device is None:
+        device = next((t.device for t in (mean, std) if isinstance(t, Tensor)), None)
     dt = dtype or (mean.dtype if isinstance(mean, Tensor) else None)
-    return _wrap(np.asarray(arr), dt, device, False)
+    return _build(lambda xp, dev: m + s * device_rng(dev, generator).standard_normal(shape),
+                  dt, device, False)
 
 
 def bernoulli(input, p=None, generator=None):
     """Samples 1 with probability ``input`` (or ``p``), else 0, in ``input``'s dtype."""
-    probs = input._array if p is None else np.full(input._array.shape, p)
-    draws = _rng(generator).random(np.shape(probs)) < probs
-    return _wrap(draws, input.dtype, input.device, False)
+    def make(xp, dev):
+        probs = input._array if p is None else p
+        return device_rng(dev, generator).random(tuple(input.shape)) < probs
+    return _build(make, input.dtype, input.device, False)
 
 
 def multinomial(input, num_samples, replacement=False, generator=None):
@@ -231,7 +252,7 @@ def multinomial(input, num_samples, replacement=False, generator=None):
     if not replacement and num_samples > rows.shape[-1]:
         raise RuntimeError(f"multinomial: cannot sample {num_samples} > {rows.shape[-1]} "
                            "categories without replacement")
-    rng = _rng(generator)
+    rng = device_rng(None, generator)
     p = rows / sums
     if replacement:
         cdf = np.cumsum(p, axis=-1)

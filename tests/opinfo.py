@@ -56,18 +56,18 @@ def all_opinfos():
     return out
 
 
-def to_genesis(args, requires_grad=False, grad_args=None):
+def to_genesis(args, requires_grad=False, grad_args=None, device=None):
     """Turn the NumPy arrays of a sample into genesis tensors (float ones may require grad)."""
     out = []
     for i, a in enumerate(args):
         if isinstance(a, np.ndarray):
-            t = genesis.Tensor._make(a)
+            t = genesis.Tensor._make(a) if device is None else genesis.tensor(a, device=device)
             want = requires_grad and a.dtype.kind == "f" and (grad_args is None or i in grad_args)
             if want:
                 t.requires_grad = True
             out.append(t)
         elif isinstance(a, (list, tuple)) and a and all(isinstance(x, np.ndarray) for x in a):
-            out.append(type(a)(to_genesis(a, requires_grad, None)))
+            out.append(type(a)(to_genesis(a, requires_grad, None, device)))
         else:
             out.append(a)
     return out
@@ -76,7 +76,7 @@ def to_genesis(args, requires_grad=False, grad_args=None):
 def flat_outputs(out):
     """Outputs as a flat list of arrays (tensors, tuples, Python numbers)."""
     if isinstance(out, genesis.Tensor):
-        return [np.asarray(out.detach().numpy())]
+        return [np.asarray(out.detach().cpu().numpy())]
     if isinstance(out, (tuple, list)):
         res = []
         for o in out:
@@ -115,7 +115,7 @@ def weighted_sum(outputs, weights):
     """A scalar sum_i <w_i, y_i> that makes every output element matter to the gradient."""
     total = None
     for y, w in zip(outputs, weights):
-        term = (y * genesis.Tensor._make(w.astype(y._array.dtype))).sum()
+        term = (y * genesis.tensor(w.astype(y._array.dtype), device=y.device)).sum()
         total = term if total is None else total + term
     return total
 

@@ -1,14 +1,13 @@
 """Array namespaces per device: NumPy on the CPU, CuPy on NVIDIA GPUs."""
 import numpy as np
 
-from . import cpu
+from . import cpu, cuda, cudnn
 
 
 def xp_for(dev):
     """The array module (``numpy`` or ``cupy``) that holds tensors of ``dev``."""
     if dev.type == "cpu":
         return np
-    from . import cuda
     return cuda.xp()
 
 
@@ -23,4 +22,15 @@ def device_of_array(arr):
     return CPU
 
 
-__all__ = ["cpu", "xp_for", "device_of_array"]
+def to_host(arr):
+    """``arr`` as a NumPy array (a device-to-host copy for CuPy arrays, else no copy)."""
+    return arr if isinstance(arr, np.ndarray) else np.asarray(arr.get() if hasattr(arr, "get")
+                                                               else arr)
+
+
+def is_array(obj):
+    """True for NumPy and CuPy arrays (not for Python or NumPy scalars)."""
+    return isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__")
+
+
+__all__ = ["cpu", "cuda", "cudnn", "xp_for", "device_of_array", "to_host", "is_array"]

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from ..backends import is_array
 from ..ops._special import erf
 from ..random import _rng, draw_normal, draw_uniform
 from ..tensor import _move
@@ -43,9 +44,10 @@ def _skippable(fn):
 
 
 def _fill(tensor, values):
-    """Write host ``values`` into ``tensor`` in place (no autograd) and return it."""
-    arr = np.asarray(values).astype(tensor._array.dtype, copy=False)
-    if tensor.device.type != "cpu":
+    """Write ``values`` (host, or already on the tensor's GPU) into ``tensor`` in place."""
+    arr = values if is_array(values) else np.asarray(values)
+    arr = arr.astype(tensor._array.dtype, copy=False)
+    if tensor.device.type != "cpu" and isinstance(arr, np.ndarray):
         arr = _move(arr, tensor.device)
     tensor._array[...] = arr
     tensor._version[0] += 1
@@ -101,14 +103,15 @@ def _empty_warning(tensor, op):
 @_skippable
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with samples from U(a, b)."""
-    return _fill(tensor, draw_uniform(tuple(tensor.shape), tensor._array.dtype, a, b, generator))
+    return _fill(tensor, draw_uniform(tuple(tensor.shape), tensor._array.dtype, a, b, generator,
+                                      tensor.device))
 
 
 @_skippable
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with samples from N(mean, std^2)."""
     return _fill(tensor, draw_normal(tuple(tensor.shape), tensor._array.dtype, mean, std,
-                                     generator))
+                                     generator, tensor.device))
 
 
 def _erfinv(y):
@@ -137,7 +140,7 @@ def _norm_cdf(x):
 
 @_skippable
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
-    """Fill with N(mean, std^2) samples truncated to [a, b] (inverse-CDF sampling, as PyTorch)."""
+    """Fill with N(mean, std^2) samples truncated to [a, b] (inverse-CDF, drawn on the host)."""
     if not a < b:
         raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
 

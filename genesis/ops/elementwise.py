@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .. import dtypes
+from .. import backends, dtypes
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..tensor import Tensor
@@ -182,8 +182,7 @@ def div(input, other, *, rounding_mode=None):
             return trunc(Div.apply(a, b))
         ad = a._array if isinstance(a, Tensor) else a
         bd = b._array if isinstance(b, Tensor) else b
-        q = np.trunc(np.true_divide(ad, bd)).astype(dt.np)
-        return Tensor._make(q)
+        return Tensor._make(np.trunc(np.true_divide(ad, bd)).astype(dt.np), device=_dev(a, b))
     raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
 
 
@@ -195,7 +194,7 @@ def floor_divide(input, other):
     a, b, dt = _binary(input, other)
     ad = a._array if isinstance(a, Tensor) else a
     bd = b._array if isinstance(b, Tensor) else b
-    return Tensor._make(np.asarray(np.floor_divide(ad, bd)), device=_dev(a, b))
+    return Tensor._make(_as_array(np.floor_divide(ad, bd)), device=_dev(a, b))
 
 
 def remainder(input, other):
@@ -353,11 +352,16 @@ def sign(input):
     return _nondiff(np.sign, input)
 
 
+def _as_array(out, dtype=None):
+    """A ufunc result as an array on its own device (NumPy scalars become 0-d arrays)."""
+    arr = out if backends.is_array(out) else np.asarray(out)
+    return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
 def _nondiff(fn, *xs, dtype=None):
+    """``fn`` (a NumPy ufunc/function; CuPy arrays dispatch to CuPy) without a gradient."""
     arrs = [x._array if isinstance(x, Tensor) else x for x in xs]
-    out = fn(*arrs)
-    return Tensor._make(np.asarray(out) if dtype is None else np.asarray(out, dtype=dtype),
-                        device=_dev(*xs))
+    return Tensor._make(_as_array(fn(*arrs), dtype), device=_dev(*xs))
 
 
 class _Rounding(Function):

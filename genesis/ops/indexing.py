@@ -11,6 +11,7 @@ import operator
 import numpy as np
 
 from .. import backends, dtypes
+from ..backends import scatter as _scatter
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, _mode, unbroadcast
 from ..tensor import Tensor, _wrap_dim
@@ -159,7 +160,7 @@ def _parse_index(x, index, op):
 
 def _scatter_add_into(xp, target, index, values):
     """``target[index] += values`` with repeated indices accumulating (NumPy/CuPy ``add.at``)."""
-    xp.add.at(target, index, values)
+    _scatter.scatter_add(xp, target, index, values)
 
 
 def _unique_positions(index):
@@ -468,7 +469,7 @@ def scatter(input, dim, index, src=None, reduce=None, *, value=None):
     xp = backends.xp_for(input.device)
     out = x.copy()
     raw = values._array if isinstance(values, Tensor) else values
-    xp.multiply.at(out, _along_dim_index(xp, idx, dim, x.shape), raw)
+    _scatter.scatter_multiply(xp, out, _along_dim_index(xp, idx, dim, x.shape), raw)
     return Tensor._make(out.reshape(input._array.shape), device=input.device)
 
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .. import dtypes
+from .. import backends, dtypes
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..tensor import Tensor
@@ -51,10 +51,6 @@ _ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "gelu": "gelu",
                 "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 
 
-def _to_host(xp, arr):
-    return arr if xp is np else xp.asnumpy(arr)
-
-
 class MoEExperts(Function):
     """Sorted-token dispatch of SwiGLU experts with an analytic backward (see module docstring)."""
 
@@ -68,7 +64,7 @@ class MoEExperts(Function):
         order = xp.argsort(flat_ids, kind="stable")
         dropped = int((flat_ids < 0).sum())
         order = order[dropped:]
-        counts = _to_host(xp, xp.bincount(flat_ids[order], minlength=num_experts))
+        counts = backends.to_host(xp.bincount(flat_ids[order], minlength=num_experts))
         bounds = np.concatenate([[0], np.cumsum(counts)])
         active = np.nonzero(counts)[0].tolist()
         tokens = order // k

@@ -9,9 +9,10 @@ import math
 import numpy as np
 
 from .. import dtypes
+from ..backends import scatter as _scatter
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
-from ..random import _rng
+from ..random import device_rng
 from ..tensor import Tensor, _wrap_dim
 from ._special import erf as _erf
 from .elementwise import _sigmoid, to_dtype
@@ -374,7 +375,7 @@ class Embedding(Function):
         if padding_idx is not None:
             rows = xp.where((flat != padding_idx)[:, None], rows, 0)
         gw = xp.zeros((shape[0], rows.shape[1]), dtype=dt)
-        xp.add.at(gw, flat, rows)
+        _scatter.scatter_add(xp, gw, flat, rows)
         return None, gw.reshape(shape), None
 
 
@@ -445,10 +446,9 @@ def linear(input, weight, bias=None):
 
 
 # --------------------------------------------------------------------------- attention, dropout
-def _keep_mask(xp, shape, p):
-    """Bernoulli(1 - p) keep mask drawn from the default generator."""
-    keep = _rng(None).random(shape) >= p
-    return keep if xp is np else xp.asarray(keep)
+def _keep_mask(ctx, shape, p):
+    """Bernoulli(1 - p) keep mask drawn on the op's device by that device's generator."""
+    return device_rng(ctx.device).random(shape) >= p
 
 
 def _apply_keep(xp, a, keep, p):
@@ -461,7 +461,7 @@ def _apply_keep(xp, a, keep, p):
 class Dropout(Function):
     @staticmethod
     def forward(ctx, x, p):
-        keep = _keep_mask(ctx.xp, x.shape, p)
+        keep = _keep_mask(ctx, x.shape, p)
         ctx.save_for_backward(keep)
         ctx.p = p
         return _apply_keep(ctx.xp, x, keep, p)
@@ -503,7 +503,7 @@ class ScaledDotProductAttention(Function):
         e = xp.exp(s - m)
         total = e.sum(axis=-1, keepdims=True)
         probs = e / xp.where(total == 0, 1, total)
-        keep = _keep_mask(xp, probs.shape, dropout_p) if dropout_p > 0 else None
+        keep = _keep_mask(ctx, probs.shape, dropout_p) if dropout_p > 0 else None
         used = _apply_keep(xp, probs, keep, dropout_p)
         ctx.save_for_backward(q, k, v, probs, keep)
         ctx.meta = (mask.shape if mask is not None and mask.dtype != bool else None, scale,
@@ -630,7 +630,7 @@ class IndexPad(Function):
         for axis, idx in reversed(index_maps):
             sizes[axis] = shape[axis]
             out = xp.zeros([sizes[axis]] + sizes[:axis] + sizes[axis + 1:], dtype=g.dtype)
-            xp.add.at(out, xp.asarray(idx), xp.moveaxis(g, axis, 0))
+            _scatter.scatter_add(xp, out, xp.asarray(idx), xp.moveaxis(g, axis, 0))
             g = xp.moveaxis(out, 0, axis)
         return g, None
 
