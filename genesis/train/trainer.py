@@ -122,9 +122,10 @@ def evaluate(model, windows, batch_size):
     """Mean next-token loss over fixed validation windows."""
     model.eval()
     total, count = 0.0, 0
+    device = next(model.parameters()).device
     with genesis.no_grad():
         for i in range(0, len(windows), batch_size):
-            chunk = genesis.tensor(windows[i:i + batch_size])
+            chunk = genesis.tensor(windows[i:i + batch_size], device=device)
             loss, _ = model(chunk, labels=chunk)
             total += loss.item() * len(chunk)
             count += len(chunk)
@@ -275,7 +276,8 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
             inputs, labels = sampler.next_batch()
             t0 = time.perf_counter()
             with _autocast(args):
-                out = model(genesis.tensor(inputs), labels=genesis.tensor(labels),
+                out = model(genesis.tensor(inputs, device=args.device),
+                            labels=genesis.tensor(labels, device=args.device),
                             return_dict=True, output_router_logits=True)
             optimizer.zero_grad()
             out.loss.backward()
