@@ -56,6 +56,12 @@ def arg(arr):
     return _DevicePointer(arr)
 
 
+def interpreting():
+    """True under Triton's CPU interpreter, whose half-precision ``tl.dot`` is not exact: kernels
+    then upcast dot operands to float32 (on a GPU they feed bf16/fp16 to the tensor cores)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def next_power_of_2(n):
     """The smallest power of two >= n (block sizes)."""
     return 1 << max(0, int(n) - 1).bit_length()
