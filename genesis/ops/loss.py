@@ -10,6 +10,7 @@ import numpy as np
 from .. import dtypes
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, is_grad_enabled, unbroadcast
+from ..backends import triton as _triton
 from ..tensor import Tensor
 from ._nn_common import check_float as _check_float, log_softmax as _log_softmax, opmath
 from .elementwise import _sigmoid, to_dtype
@@ -97,6 +98,14 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction, smoothing, probs):
         xp = ctx.xp
+        ctx.fused = (x.ndim == 2 and not probs and weight is None and not smoothing
+                     and _triton.enabled(xp))
+        if ctx.fused:
+            loss, lse = _triton.kernels("softmax_xent").forward(xp, x, target, ignore_index)
+            denom = (target != ignore_index).sum().astype(loss.dtype)
+            ctx.save_for_backward(x, target, lse)
+            ctx.meta = (ignore_index, reduction, denom)
+            return _reduce(xp, loss, reduction, denom).astype(x.dtype, copy=False)
         rows = _rows(xp, x)
         n_classes = rows.shape[1]
         logp = _log_softmax(xp, rows, 1)
@@ -126,6 +135,12 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
+        if ctx.fused:
+            x, target, lse = ctx.saved_tensors
+            ignore_index, reduction, denom = ctx.meta
+            rows = _expand_grad(xp, opmath(g), (x.shape[0],), reduction, denom)
+            gx = _triton.kernels("softmax_xent").backward(xp, x, target, lse, rows, ignore_index)
+            return gx, None, None, None, None, None, None
         logp, weight, target = ctx.saved_tensors
         x_shape, t_shape, reduction, smoothing, probs, denom = ctx.meta
         n_rows, n_classes = logp.shape

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import backends, dtypes
+from ..backends import triton as _triton
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..tensor import Tensor
@@ -51,6 +52,33 @@ _ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "gelu": "gelu",
                 "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 
 
+def _expert_matmul(xp, a, weight, bounds, active, transpose=True):
+    """``a[rows of e] @ weight[e]^T`` (or ``@ weight[e]``) for every active expert ``e``.
+
+    On a GPU with Triton this is one grouped-GEMM launch; otherwise one matmul per active expert.
+    """
+    if _triton.enabled(xp):
+        return _triton.kernels("moe_grouped_gemm").grouped_matmul(xp, a, weight, bounds,
+                                                                  transpose)
+    out = xp.empty((a.shape[0], weight.shape[1] if transpose else weight.shape[2]), dtype=a.dtype)
+    for e in active:
+        s, t = bounds[e], bounds[e + 1]
+        xp.matmul(a[s:t], weight[e].T if transpose else weight[e], out=out[s:t])
+    return out
+
+
+def _expert_weight_grad(xp, a, b, bounds, active, weight):
+    """``a[rows of e]^T @ b[rows of e]`` per expert: the gradient of ``weight [E, N, K]``."""
+    if _triton.enabled(xp):
+        return _triton.kernels("moe_grouped_gemm").grouped_matmul_tn(
+            xp, a, b, bounds, weight.shape[0], weight.dtype)
+    grad = xp.zeros_like(weight)
+    for e in active:
+        s, t = bounds[e], bounds[e + 1]
+        xp.matmul(a[s:t].T, b[s:t], out=grad[e])
+    return grad
+
+
 class MoEExperts(Function):
     """Sorted-token dispatch of SwiGLU experts with an analytic backward (see module docstring)."""
 
@@ -70,17 +98,10 @@ class MoEExperts(Function):
         tokens = order // k
         x_g = hidden[tokens]
         w_g = topk_weights.reshape(-1)[order]
-        rows = x_g.shape[0]
-        h = xp.empty((rows, two_i), dtype=hidden.dtype)
-        for e in active:
-            s, t = bounds[e], bounds[e + 1]
-            xp.matmul(x_g[s:t], gate_up_proj[e].T, out=h[s:t])
+        h = _expert_matmul(xp, x_g, gate_up_proj, bounds, active)
         act, _ = _act_and_grad(xp, activation, h[:, :inter], False)
         a = act * h[:, inter:]
-        y_g = xp.empty((rows, d), dtype=hidden.dtype)
-        for e in active:
-            s, t = bounds[e], bounds[e + 1]
-            xp.matmul(a[s:t], down_proj[e].T, out=y_g[s:t])
+        y_g = _expert_matmul(xp, a, down_proj, bounds, active)
         pairs = xp.zeros((n * k, d), dtype=hidden.dtype)
         pairs[order] = y_g * w_g[:, None]
         ctx.save_for_backward(hidden, topk_weights, gate_up_proj, down_proj)
@@ -103,26 +124,17 @@ class MoEExperts(Function):
             grad_w = flat.reshape(n, k).astype(topk_weights.dtype, copy=False)
         if not (need_x or need_gu or need_down):
             return None, None, grad_w, None, None, None
-        dy = g_g * topk_weights.reshape(-1)[order][:, None]
-        grad_down = xp.zeros_like(down_proj) if need_down else None
-        da = xp.empty_like(a)
-        for e in active:
-            s, t = bounds[e], bounds[e + 1]
-            if need_down:
-                xp.matmul(dy[s:t].T, a[s:t], out=grad_down[e])
-            xp.matmul(dy[s:t], down_proj[e], out=da[s:t])
+        dy = (g_g * topk_weights.reshape(-1)[order][:, None]).astype(a.dtype, copy=False)
+        grad_down = _expert_weight_grad(xp, dy, a, bounds, active, down_proj) if need_down \
+            else None
+        da = _expert_matmul(xp, dy, down_proj, bounds, active, transpose=False)
         gate, up = h[:, :inter], h[:, inter:]
         act, dact = _act_and_grad(xp, activation, gate, True)
         dh = xp.concatenate([da * up * dact, da * act], axis=1).astype(h.dtype, copy=False)
-        grad_gu = xp.zeros_like(gate_up_proj) if need_gu else None
-        dx_g = xp.empty((dh.shape[0], hidden.shape[1]), dtype=hidden.dtype) if need_x else None
-        x_g = hidden[tokens] if need_gu else None
-        for e in active:
-            s, t = bounds[e], bounds[e + 1]
-            if need_gu:
-                xp.matmul(dh[s:t].T, x_g[s:t], out=grad_gu[e])
-            if need_x:
-                xp.matmul(dh[s:t], gate_up_proj[e], out=dx_g[s:t])
+        grad_gu = _expert_weight_grad(xp, dh, hidden[tokens], bounds, active, gate_up_proj) \
+            if need_gu else None
+        dx_g = _expert_matmul(xp, dh, gate_up_proj, bounds, active, transpose=False) \
+            if need_x else None
         grad_x = None
         if need_x:
             pairs = xp.zeros((n * k, hidden.shape[1]), dtype=hidden.dtype)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import dtypes
 from ..backends import scatter as _scatter
+from ..backends import triton as _triton
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..random import device_rng
@@ -103,12 +104,21 @@ class SiluAndMul(Function):
 
     @staticmethod
     def forward(ctx, gate, up):
+        xp = ctx.xp
         ctx.save_for_backward(gate, up)
-        return gate * _sigmoid(ctx.xp, gate) * up
+        ctx.fused = gate.shape == up.shape and _triton.enabled(xp)
+        if ctx.fused:
+            return _triton.kernels("swiglu").forward(xp, xp.ascontiguousarray(gate),
+                                                     xp.ascontiguousarray(up))
+        return gate * _sigmoid(xp, gate) * up
 
     @staticmethod
     def backward(ctx, g):
         gate, up = ctx.saved_tensors
+        if ctx.fused:
+            xp = ctx.xp
+            return _triton.kernels("swiglu").backward(xp, g, xp.ascontiguousarray(gate),
+                                                      xp.ascontiguousarray(up))
         s = _sigmoid(ctx.xp, gate)
         ng, nu = ctx.needs_input_grad
         return (unbroadcast(g * up * s * (1 + gate * (1 - s)), gate.shape) if ng else None,
@@ -239,6 +249,12 @@ class RMSNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, axes, eps):
         xp = ctx.xp
+        ctx.fused = len(axes) == 1 and _triton.enabled(xp)
+        if ctx.fused:
+            y, rstd = _triton.kernels("rms_norm").forward(
+                xp, xp.ascontiguousarray(x).reshape(-1, x.shape[-1]), weight, eps)
+            ctx.save_for_backward(x, weight, rstd)
+            return y.reshape(x.shape)
         xf = x.astype(opmath_dtype(x.dtype), copy=False)
         rstd = 1 / xp.sqrt((xf * xf).mean(axis=axes, keepdims=True) + eps)
         ctx.save_for_backward(x, weight, rstd)
@@ -249,6 +265,11 @@ class RMSNorm(Function):
     @staticmethod
     def backward(ctx, g):
         x, weight, rstd = ctx.saved_tensors
+        if ctx.fused:
+            gx, gw = _triton.kernels("rms_norm").backward(
+                ctx.xp, g.reshape(-1, x.shape[-1]), ctx.xp.ascontiguousarray(x).reshape(
+                    -1, x.shape[-1]), weight, rstd)
+            return gx.reshape(x.shape), gw if ctx.needs_input_grad[1] else None, None, None
         axes = ctx.axes
         cd = rstd.dtype
         xhat = x.astype(cd, copy=False) * rstd
@@ -491,6 +512,15 @@ class ScaledDotProductAttention(Function):
     @staticmethod
     def forward(ctx, q, k, v, mask, is_causal, scale, dropout_p, n_rep):
         xp = ctx.xp
+        ctx.fused = (is_causal and mask is None and dropout_p == 0 and q.ndim == 4
+                     and k.shape == v.shape and k.ndim == 4 and q.shape[0] == k.shape[0]
+                     and q.shape[1] == k.shape[1] * n_rep and q.shape[2:] == k.shape[2:]
+                     and _triton.enabled(xp))
+        if ctx.fused:
+            out, lse = _triton.kernels("attention").forward(xp, q, k, v, scale)
+            ctx.save_for_backward(q, k, v, out, lse)
+            ctx.meta = scale
+            return out
         ke, ve = (xp.repeat(k, n_rep, axis=-3), xp.repeat(v, n_rep, axis=-3)) if n_rep > 1 \
             else (k, v)
         s = opmath(_matmul(xp, q, xp.swapaxes(ke, -1, -2))) * scale
@@ -513,6 +543,10 @@ class ScaledDotProductAttention(Function):
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
+        if ctx.fused:
+            q, k, v, out, lse = ctx.saved_tensors
+            gq, gk, gv = _triton.kernels("attention").backward(xp, g, q, k, v, out, lse, ctx.meta)
+            return gq, gk, gv, None, None, None, None, None
         q, k, v, probs, keep = ctx.saved_tensors
         mask_shape, scale, dropout_p, n_rep = ctx.meta
         ke, ve = (xp.repeat(k, n_rep, axis=-3), xp.repeat(v, n_rep, axis=-3)) if n_rep > 1 \

@@ -1,5 +1,6 @@
 """Rotary position embedding as one fused op (HF half-split pairing) with analytic backward."""
 from ..autograd import Function, unbroadcast
+from ..backends import triton as _triton
 
 __all__ = ["rotary_embedding"]
 
@@ -19,6 +20,11 @@ class RotaryEmbedding(Function):
     def forward(ctx, x, cos, sin):
         xp = ctx.xp
         ctx.save_for_backward(x, cos, sin)
+        ctx.fused = x.ndim == 4 and cos.ndim == 4 and cos.dtype == x.dtype and all(
+            c in (1, n) for c, n in zip(cos.shape[:2], x.shape[:2])) and \
+            cos.shape[2:] == x.shape[2:] and _triton.enabled(xp)
+        if ctx.fused:
+            return _triton.kernels("rope").forward(xp, x, cos, sin)
         return (x * cos + _rotate_half(xp, x) * sin).astype(x.dtype, copy=False)
 
     @staticmethod
@@ -26,6 +32,8 @@ class RotaryEmbedding(Function):
         xp = ctx.xp
         x, cos, sin = ctx.saved_tensors
         nx, ncos, nsin = ctx.needs_input_grad
+        if ctx.fused and nx and not (ncos or nsin):
+            return _triton.kernels("rope").backward(xp, g, cos, sin), None, None
         gx = (g * cos + _rotate_half_transposed(xp, g * sin)).astype(x.dtype, copy=False) \
             if nx else None
         gcos = unbroadcast(g * x, cos.shape) if ncos else None

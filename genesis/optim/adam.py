@@ -1,6 +1,7 @@
 """Adam and AdamW with PyTorch's single-tensor update (bias corrections, amsgrad, maximize)."""
 import math
 
+from ..backends import triton as _triton
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -41,6 +42,11 @@ class Adam(Optimizer):
             grad = -grad
         state["step"] += 1
         step = state["step"]
+        if _fusable(xp, p, grad, group):
+            _triton.kernels("adamw").step(p, grad, state["exp_avg"]._array,
+                                          state["exp_avg_sq"]._array, step, lr, beta1, beta2,
+                                          eps, wd if group["decoupled_weight_decay"] else 0.0)
+            return
         if wd != 0:
             if group["decoupled_weight_decay"]:
                 p *= 1 - lr * wd
@@ -72,6 +78,13 @@ class AdamW(Adam):
                  amsgrad=False, *, maximize=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True)
+
+
+def _fusable(xp, p, grad, group):
+    """Whether the fused AdamW Triton kernel computes this step (GPU, plain AdamW/Adam math)."""
+    return (not group["amsgrad"] and (group["decoupled_weight_decay"] or group["weight_decay"] == 0)
+            and grad.dtype == p.dtype and p.flags.c_contiguous and grad.flags.c_contiguous
+            and _triton.enabled(xp))
 
 
 def _lerp_(xp, start, end, weight):

@@ -65,3 +65,9 @@ def interpreting():
 def next_power_of_2(n):
     """The smallest power of two >= n (block sizes)."""
     return 1 << max(0, int(n) - 1).bit_length()
+
+
+def kernels(family):
+    """The kernel module of ``family`` (imports Triton; call only when ``enabled``)."""
+    import importlib
+    return importlib.import_module(f"{__name__}.{family}")
