@@ -52,21 +52,30 @@ class NVMLMeter:
             import pynvml
         except ImportError:
             raise RuntimeError("NVML: nvidia-ml-py is not installed") from None
+        self.index = int(index)
         try:
             pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self._handle = self._device_handle(pynvml, self.index)
             pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
         except pynvml.NVMLError as exc:
             raise RuntimeError(f"NVML: energy counter unavailable ({exc})") from None
         self._nvml = pynvml
 
+    @staticmethod
+    def _device_handle(pynvml, index):
+        """NVML's handle of CUDA device ``index``, matched by PCI bus id (NVML numbers GPUs
+        differently from CUDA under CUDA_VISIBLE_DEVICES); by index when CuPy is missing."""
+        from .backends import cuda
+        if cuda.is_available():
+            bus_id = cuda.xp().cuda.Device(index).pci_bus_id
+            return pynvml.nvmlDeviceGetHandleByPciBusId(bus_id.encode())
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+
     def read(self):
-        """Counter value in millijoules (the device is synchronised first when CuPy is used)."""
-        try:
-            import cupy
-            cupy.cuda.Device().synchronize()
-        except ImportError:
-            pass
+        """Counter value in millijoules (the metered GPU is synchronised first)."""
+        from .backends import cuda
+        if cuda.is_available():
+            cuda.xp().cuda.Device(self.index).synchronize()
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
 
     def joules(self, start, end):
@@ -75,9 +84,11 @@ class NVMLMeter:
 
 
 def available_meter(device="cpu"):
-    """An NVML meter for CUDA devices, RAPL for the CPU, or None when unreadable."""
+    """An NVML meter of the GPU ``device`` names, RAPL for the CPU, or None when unreadable."""
+    from .device import as_device
+    dev = as_device(device)
     try:
-        return NVMLMeter() if str(device).startswith("cuda") else RAPLMeter()
+        return NVMLMeter(dev.index) if dev.type == "cuda" else RAPLMeter()
     except RuntimeError:
         return None
 
