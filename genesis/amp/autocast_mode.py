@@ -67,6 +67,8 @@ class _State(threading.local):
 
 
 _state = _State()
+_open_regions = 0  # autocast regions open in any thread: the ops' fast path reads only this
+_regions_lock = threading.Lock()
 
 
 def is_autocast_enabled(device_type="cuda"):
@@ -106,6 +108,9 @@ class autocast:
         self._saved = []
 
     def __enter__(self):
+        global _open_regions
+        with _regions_lock:
+            _open_regions += 1
         self._saved.append((_state.dtype.get(self.device), _state.cache_enabled))
         if self._enabled:
             _state.dtype[self.device] = self.fast_dtype
@@ -118,6 +123,9 @@ class autocast:
         return self
 
     def __exit__(self, *exc):
+        global _open_regions
+        with _regions_lock:
+            _open_regions -= 1
         previous, cache_enabled = self._saved.pop()
         if previous is None:
             _state.dtype.pop(self.device, None)
@@ -236,6 +244,8 @@ def autocast_op(fn, name=None):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if not _open_regions:
+            return fn(*args, **kwargs)
         state = _state
         if not state.active:
             return fn(*args, **kwargs)
