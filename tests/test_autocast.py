@@ -181,3 +181,23 @@ def test_bad_arguments_raise():
         genesis.autocast("cpu", dtype=genesis.float32)
     with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
         genesis.autocast("tpu")
+
+
+def test_autocast_state_is_per_thread():
+    import threading
+    inside, done = threading.Event(), threading.Event()
+
+    def hold_region():
+        with genesis.autocast("cpu"):
+            inside.set()
+            done.wait(10)
+
+    worker = threading.Thread(target=hold_region)
+    worker.start()
+    inside.wait(10)
+    try:
+        x = genesis.randn(2, 2)
+        assert (x @ x).dtype is genesis.float32  # another thread's region does not apply here
+    finally:
+        done.set()
+        worker.join()
