@@ -99,7 +99,7 @@ class CrossEntropy(Function):
     def forward(ctx, x, target, weight, ignore_index, reduction, smoothing, probs):
         xp = ctx.xp
         ctx.fused = (x.ndim == 2 and not probs and weight is None and not smoothing
-                     and _triton.enabled(xp))
+                     and _triton.enabled(xp, x))
         if ctx.fused:
             loss, lse = _triton.kernels("softmax_xent").forward(xp, x, target, ignore_index)
             denom = (target != ignore_index).sum().astype(loss.dtype)

@@ -57,7 +57,7 @@ def _expert_matmul(xp, a, weight, bounds, active, transpose=True):
 
     On a GPU with Triton this is one grouped-GEMM launch; otherwise one matmul per active expert.
     """
-    if _triton.enabled(xp):
+    if a.dtype == weight.dtype and _triton.enabled(xp, a):
         return _triton.kernels("moe_grouped_gemm").grouped_matmul(xp, a, weight, bounds,
                                                                   transpose)
     out = xp.empty((a.shape[0], weight.shape[1] if transpose else weight.shape[2]), dtype=a.dtype)
@@ -69,7 +69,7 @@ def _expert_matmul(xp, a, weight, bounds, active, transpose=True):
 
 def _expert_weight_grad(xp, a, b, bounds, active, weight):
     """``a[rows of e]^T @ b[rows of e]`` per expert: the gradient of ``weight [E, N, K]``."""
-    if _triton.enabled(xp):
+    if a.dtype == b.dtype == weight.dtype and _triton.enabled(xp, a):
         return _triton.kernels("moe_grouped_gemm").grouped_matmul_tn(
             xp, a, b, bounds, weight.shape[0], weight.dtype)
     grad = xp.zeros_like(weight)

@@ -106,7 +106,8 @@ class SiluAndMul(Function):
     def forward(ctx, gate, up):
         xp = ctx.xp
         ctx.save_for_backward(gate, up)
-        ctx.fused = gate.shape == up.shape and _triton.enabled(xp)
+        ctx.fused = gate.shape == up.shape and gate.dtype == up.dtype and \
+            _triton.enabled(xp, gate)
         if ctx.fused:
             return _triton.kernels("swiglu").forward(xp, xp.ascontiguousarray(gate),
                                                      xp.ascontiguousarray(up))
@@ -249,7 +250,7 @@ class RMSNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, axes, eps):
         xp = ctx.xp
-        ctx.fused = len(axes) == 1 and _triton.enabled(xp)
+        ctx.fused = len(axes) == 1 and _triton.enabled(xp, x, weight)
         if ctx.fused:
             y, rstd = _triton.kernels("rms_norm").forward(
                 xp, xp.ascontiguousarray(x).reshape(-1, x.shape[-1]), weight, eps)
@@ -515,7 +516,7 @@ class ScaledDotProductAttention(Function):
         ctx.fused = (is_causal and mask is None and dropout_p == 0 and q.ndim == 4
                      and k.shape == v.shape and k.ndim == 4 and q.shape[0] == k.shape[0]
                      and q.shape[1] == k.shape[1] * n_rep and q.shape[2:] == k.shape[2:]
-                     and _triton.enabled(xp))
+                     and _triton.enabled(xp, q, k, v))
         if ctx.fused:
             out, lse = _triton.kernels("attention").forward(xp, q, k, v, scale)
             ctx.save_for_backward(q, k, v, out, lse)

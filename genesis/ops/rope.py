@@ -22,7 +22,7 @@ class RotaryEmbedding(Function):
         ctx.save_for_backward(x, cos, sin)
         ctx.fused = x.ndim == 4 and cos.ndim == 4 and cos.dtype == x.dtype and all(
             c in (1, n) for c, n in zip(cos.shape[:2], x.shape[:2])) and \
-            cos.shape[2:] == x.shape[2:] and _triton.enabled(xp)
+            cos.shape[2:] == x.shape[2:] and _triton.enabled(xp, x)
         if ctx.fused:
             return _triton.kernels("rope").forward(xp, x, cos, sin)
         return (x * cos + _rotate_half(xp, x) * sin).astype(x.dtype, copy=False)

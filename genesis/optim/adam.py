@@ -84,7 +84,7 @@ def _fusable(xp, p, grad, group):
     """Whether the fused AdamW Triton kernel computes this step (GPU, plain AdamW/Adam math)."""
     return (not group["amsgrad"] and (group["decoupled_weight_decay"] or group["weight_decay"] == 0)
             and grad.dtype == p.dtype and p.flags.c_contiguous and grad.flags.c_contiguous
-            and _triton.enabled(xp))
+            and _triton.enabled(xp, p))
 
 
 def _lerp_(xp, start, end, weight):

@@ -15,8 +15,11 @@ ON_GPU = genesis.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0")
 if not ON_GPU:
     os.environ["TRITON_INTERPRET"] = "1"
 
-pytest.importorskip("torch")  # the interpreter takes torch tensors
-pytest.importorskip("triton")
+try:  # the interpreter takes torch tensors; both come with the parity extra
+    import torch  # noqa: F401
+    import triton  # noqa: F401
+except ImportError:
+    collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture

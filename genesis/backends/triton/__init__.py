@@ -25,10 +25,22 @@ def _import():
     return _triton[0]
 
 
-def enabled(xp):
-    """True when the Triton kernels should run for arrays of namespace ``xp`` (CuPy)."""
-    return xp is not np and os.environ.get("GENESIS_TRITON", "1") != "0" and \
-        _import() is not None
+_KERNEL_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def enabled(xp, *arrays):
+    """True when the Triton kernels should run: CuPy arrays, Triton importable, not disabled by
+    ``GENESIS_TRITON=0``, and every floating array (None is skipped) in float32 or a half type
+    (the kernels compute in float32, so float64 stays on the CuPy composites)."""
+    if xp is np or os.environ.get("GENESIS_TRITON", "1") == "0" or _import() is None:
+        return False
+    return kernel_dtypes(arrays)
+
+
+def kernel_dtypes(arrays):
+    """True when every floating array (None skipped) is float32, float16 or bfloat16."""
+    return all(a is None or a.dtype.kind in "iub" or a.dtype.name in _KERNEL_DTYPES
+               for a in arrays)
 
 
 class _DevicePointer:
