@@ -10,15 +10,14 @@ import genesis
 from tests.opinfo import flat_outputs, float_outputs, grad_positions, to_genesis, weighted_sum
 from tests.test_ops import CASES, GRAD_CASES, IDS
 
+GRAD_IDS = [f"{c[0].name}-{c[1]}-{c[2].name}" for c in GRAD_CASES]
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not genesis.cuda.is_available(),
                                  reason="needs an NVIDIA GPU with CuPy")]
 
 
-@pytest.mark.parametrize("info,idx,sample", CASES, ids=IDS)
-def test_forward_matches_numpy_on_cuda(info, idx, sample):
-    if info.ref is None:
-        pytest.skip(f"{info.name} has no NumPy reference (PyTorch parity only)")
+def check_forward(info, sample):
+    """The op on CUDA tensors: outputs stay on the GPU and match the NumPy reference."""
     out = info.op(*to_genesis(sample.args, device="cuda"), **sample.kwargs)
     for t in float_outputs(out):
         assert t.device.type == "cuda", f"{info.name}: output left the GPU"
@@ -40,12 +39,23 @@ def _analytic_grads(info, sample, device):
     return [None if args[p].grad is None else args[p].grad.cpu().numpy() for p in positions]
 
 
-@pytest.mark.parametrize("info,idx,sample", GRAD_CASES,
-                         ids=[f"{c[0].name}-{c[1]}-{c[2].name}" for c in GRAD_CASES])
-def test_gradients_match_cpu_on_cuda(info, idx, sample):
+def check_gradients(info, sample):
+    """Analytic gradients on CUDA equal those on the CPU."""
     cpu = _analytic_grads(info, sample, None)
     gpu = _analytic_grads(info, sample, "cuda")
     for c, g in zip(cpu, gpu):
         assert (c is None) == (g is None)
         if c is not None:
             np.testing.assert_allclose(g, c, atol=info.grad_atol, rtol=info.grad_rtol)
+
+
+@pytest.mark.parametrize("info,idx,sample", CASES, ids=IDS)
+def test_forward_matches_numpy_on_cuda(info, idx, sample):
+    if info.ref is None:
+        pytest.skip(f"{info.name} has no NumPy reference (PyTorch parity only)")
+    check_forward(info, sample)
+
+
+@pytest.mark.parametrize("info,idx,sample", GRAD_CASES, ids=GRAD_IDS)
+def test_gradients_match_cpu_on_cuda(info, idx, sample):
+    check_gradients(info, sample)
