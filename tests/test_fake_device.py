@@ -99,3 +99,20 @@ def test_moe_training_step_with_autocast_and_grad_scaler(fake_gpu, router):
     with genesis.no_grad():
         out = model.generate(ids[:, :4], max_new_tokens=3, do_sample=False)
     assert out.device.type == "cuda" and tuple(out.shape) == (2, 7)
+
+
+def test_genesis_train_on_the_device_with_bf16(fake_gpu, tmp_path):
+    import json
+    from genesis.cli import main
+    from tests.test_cli import TEXT, TINY
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "tiny.json"), "--data",
+                 str(tmp_path / "corpus.txt"), "--steps", "3", "--batch-size", "2", "--seq-len",
+                 "16", "--eval-every", "3", "--save-every", "0", "--eval-windows", "2", "--out",
+                 str(out), "--sample-tokens", "4", "--quiet", "--device", "cuda",
+                 "--dtype", "bf16"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    assert (out / "checkpoint" / "config.json").is_file()

@@ -345,7 +345,7 @@ def _finish(args, model, tokenizer, summary, log):
         return
     model.eval()
     prompt = args.sample_prompt
-    ids = genesis.tensor(tokenizer.encode(prompt)[None, :])
+    ids = genesis.tensor(tokenizer.encode(prompt)[None, :], device=args.device)
     out = model.generate(ids, max_new_tokens=args.sample_tokens, do_sample=True, temperature=0.8,
                          top_k=50)
     sample = tokenizer.decode(out[0].tolist())
