@@ -115,7 +115,8 @@ def main():
         results[name] = {"ms_per_step": seconds * 1e3, "tokens_per_s": tokens / seconds,
                          "joules_per_token": joules / tokens if joules else None}
         energy = f", {joules / tokens * 1e3:.3f} mJ/token" if joules else ""
-        print(f"  {name:<8} {seconds * 1e3:8.1f} ms/step  {tokens / seconds:10.0f} tokens/s{energy}")
+        print(f"  {name:<8} {seconds * 1e3:8.1f} ms/step  {tokens / seconds:10.0f} tokens/s"
+              f"{energy}")
     print(f"  first-step loss: genesis {losses['genesis']:.4f}, torch {losses['torch']:.4f}")
     print(f"  speedup genesis vs PyTorch eager: "
           f"{results['torch']['ms_per_step'] / results['genesis']['ms_per_step']:.2f}x")

@@ -163,8 +163,8 @@ def _first_tensor(args, kwargs, tensor_cls):
 
 
 def _eligible(t, tensor_cls, device_type):
-    return (isinstance(t, tensor_cls) and t.dtype.is_floating_point and t.dtype is not dtypes.float64
-            and t.device.type == device_type)
+    return (isinstance(t, tensor_cls) and t.dtype.is_floating_point
+            and t.dtype is not dtypes.float64 and t.device.type == device_type)
 
 
 def _cached_cast(t, target, lower):

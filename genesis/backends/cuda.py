@@ -22,7 +22,7 @@ peak_bytes = {}
 
 
 def _peak_tracking_malloc(size):
-    """CuPy's pool allocation, recording each GPU's peak of used bytes (``max_memory_allocated``)."""
+    """CuPy's pool allocation, recording each GPU's peak of used bytes (max_memory_allocated)."""
     cupy = _cupy[0]
     pool = cupy.get_default_memory_pool()
     mem = pool.malloc(size)
