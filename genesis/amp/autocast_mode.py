@@ -226,12 +226,10 @@ def _run(fn, policy, dtype_pos, device_type, args, kwargs, tensor_cls):
     return fn(*args, **kwargs)
 
 
-def autocast_op(fn, name=None):
-    """Mark ``fn`` as the entry point of op ``name``: under autocast it follows ``POLICIES``.
-
-    Ops that no device lists are returned unchanged (no overhead).
-    """
-    name = name or fn.__name__
+def autocast_op(fn):
+    """Mark ``fn`` as the entry point of the op of its name: under autocast it follows
+    ``POLICIES``. Ops that no device lists are returned unchanged (no overhead)."""
+    name = fn.__name__
     policies = {dev: table[name] for dev, table in POLICIES.items() if name in table}
     if not policies:
         return fn
