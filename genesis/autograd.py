@@ -287,9 +287,7 @@ class Function:
                 if dev is None:
                     dev = d
                 elif d is not dev and d != dev:
-                    raise RuntimeError(
-                        f"{cls.__name__}: expected all tensors to be on the same device, "
-                        f"but found {dev} and {d}")
+                    return cls.apply(*_cpu_scalars_to_gpu(cls, args, tensor_cls), **kwargs)
                 raw.append(a._array)
                 rg = a._requires_grad
                 needs.append(rg)
@@ -352,6 +350,21 @@ class Function:
         if ctx.to_save:
             _record_versions(ctx, args, results)
         return tuple(results) if multi else results[0]
+
+
+def _cpu_scalars_to_gpu(cls, args, tensor_cls):
+    """``args`` with 0-dim CPU tensors copied to the one GPU the others are on (as PyTorch
+    allows); any other device mix raises a RuntimeError naming the devices."""
+    devices = {a.device for a in args
+               if isinstance(a, tensor_cls) and not (a.device.type == "cpu" and a.ndim == 0)}
+    if len(devices) != 1 or next(iter(devices)).type == "cpu":
+        found = " and ".join(sorted({str(a.device) for a in args if isinstance(a, tensor_cls)}))
+        raise RuntimeError(f"{cls.__name__}: expected all tensors to be on the same device, "
+                           f"but found {found}")
+    from .ops.elementwise import to_device
+    gpu = next(iter(devices))
+    return tuple(to_device(a, gpu) if isinstance(a, tensor_cls) and a.device != gpu else a
+                 for a in args)
 
 
 _TENSOR = []

@@ -116,3 +116,15 @@ def test_genesis_train_on_the_device_with_bf16(fake_gpu, tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
     assert (out / "checkpoint" / "config.json").is_file()
+
+
+def test_cpu_scalars_combine_with_gpu_tensors_and_other_mixes_raise(fake_gpu):
+    x = genesis.ones(3, device="cuda", requires_grad=True)
+    s = genesis.tensor(2.0, requires_grad=True)
+    y = (x * s).sum()
+    assert y.device.type == "cuda"
+    y.backward()
+    assert s.grad.device.type == "cpu" and s.grad.item() == 3.0
+    assert x.grad.device.type == "cuda"
+    with pytest.raises(RuntimeError, match="same device, but found cpu and cuda:0"):
+        x + genesis.ones(3)
