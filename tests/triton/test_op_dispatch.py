@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from genesis.backends import triton as triton_backend
+from tests.triton.conftest import ON_GPU
 from tests.triton.fused_cases import CASES, DTYPES, adamw_run, run
+
+pytestmark = pytest.mark.skipif(ON_GPU, reason="interpreter-only; on a GPU see "
+                                "tests/test_fused_ops_cuda.py")
 
 
 def _force_kernels(monkeypatch):
