@@ -151,9 +151,10 @@ def _backward_dq(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, Hq, Hk
 
 def _meta(q, k):
     b, hq, length, d = q.shape
+    # two pipeline stages keep float32 tiles of head_dim 128 within shared memory
     return b, hq, k.shape[1], length, d, dict(
         PRECISION="tf32" if _cuda.matmul.allow_tf32 else "ieee", UPCAST=interpreting(), BM=_BM,
-        BN=_BN, BD=max(16, next_power_of_2(d)))
+        BN=_BN, BD=max(16, next_power_of_2(d)), num_warps=4, num_stages=2)
 
 
 def forward(xp, q, k, v, scale):
