@@ -7,7 +7,7 @@ rest, where it applies integer indices before the advanced ones.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import genesis
@@ -78,6 +78,17 @@ def _to_genesis_index(index):
     return tuple(genesis.tensor(i) if isinstance(i, np.ndarray) else i for i in index)
 
 
+def _torch_reading(shape, index):
+    """The index with ``...`` spelled out as full slices: PyTorch's reading, in which an
+    ellipsis covering no dimension does not separate advanced indices (NumPy's does)."""
+    at = next((k for k, i in enumerate(index) if i is Ellipsis), None)
+    if at is None:
+        return index
+    consumed = sum(i.ndim if isinstance(i, np.ndarray) and i.dtype == bool else 0 if i is None
+                   else 1 for i in index if i is not Ellipsis)
+    return index[:at] + (slice(None),) * (len(shape) - consumed) + index[at + 1:]
+
+
 def _reference_grad(shape, index, w):
     """Gradient of sum(w * x[index]): every addressed element accumulates its weights."""
     positions = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)[index]
@@ -103,14 +114,15 @@ def test_getitem_matches_numpy_with_gradient(case, seed):
     shape, index = case
     rng = np.random.default_rng(seed)
     data = rng.standard_normal(shape)
-    want = data[index]
+    want = data[_torch_reading(shape, index)]
     x = genesis.tensor(data, requires_grad=True)
     y = x[_to_genesis_index(index)]
     assert tuple(y.shape) == np.shape(want)
     np.testing.assert_array_equal(y.detach().numpy(), want)
     w = rng.standard_normal(np.shape(want))
     y.backward(genesis.tensor(w))
-    np.testing.assert_allclose(x.grad.numpy(), _reference_grad(shape, index, w), atol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), _reference_grad(shape, _torch_reading(shape, index), w),
+                               atol=1e-12)
 
 
 @SETTINGS
@@ -119,12 +131,13 @@ def test_setitem_matches_numpy(case, seed, data):
     shape, index = case
     rng = np.random.default_rng(seed)
     base = rng.standard_normal(shape)
-    target = np.shape(base[index])
+    ref_index = _torch_reading(shape, index)
+    target = np.shape(base[ref_index])
     vshape = tuple(s if data.draw(st.booleans()) else 1 for s in target)
     vshape = vshape[data.draw(st.integers(0, len(vshape))):]
     value = rng.standard_normal(vshape)
     want = base.copy()
-    want[index] = value
+    want[ref_index] = value
     x = genesis.tensor(base)
     version = x._version[0]
     x[_to_genesis_index(index)] = genesis.tensor(value)
@@ -138,13 +151,14 @@ def test_setitem_matches_numpy(case, seed, data):
     w = rng.standard_normal(shape)
     y.backward(genesis.tensor(w))
     gx = w.copy()
-    gx[index] = 0
+    gx[ref_index] = 0
     np.testing.assert_allclose(leaf.grad.numpy(), gx)
-    np.testing.assert_allclose(v.grad.numpy(), _sum_to(w[index], vshape), atol=1e-12)
+    np.testing.assert_allclose(v.grad.numpy(), _sum_to(w[ref_index], vshape), atol=1e-12)
 
 
 @SETTINGS
 @given(indexed_shapes(ints_with_arrays=True, unique=True), st.integers(0, 2 ** 32 - 1))
+@example(((0, 1), (None, np.zeros(0, bool), Ellipsis, np.array([0]))), 0)
 def test_getitem_setitem_match_torch(case, seed):
     torch = pytest.importorskip("torch")
     shape, index = case

@@ -130,7 +130,7 @@ def _parse_index(x, index, op):
         elif kind == "ellipsis":
             span = len(shape) - consumed
             basic.extend([_FULL] * span)
-            adv.append(Ellipsis)
+            adv.extend([_FULL] * span)
             d += span
         elif kind == "array":
             _check_range(xp, v, shape[d], d, op)
