@@ -8,15 +8,18 @@ seed, data order, optimizer and schedule) on the corpus embedded in CPython
 * ``mixtral``: 4 routed experts of width I, softmax top-2 renormalised, Switch aux loss.
 * ``deepseek``: 7 fine-grained routed experts of width I/2 (top-3) + 1 always-on shared expert
   of width I/2, softmax top-k (not renormalised), sequence-level aux loss.
-* ``genesis``: the energy-aware router with 3 experts of width I plus 1 free slot for mitosis
-  (4 slots allocated), adaptive 1..2 experts per token, entropy energy as the only router loss.
+* ``genesis``: the energy-aware router (v2) with 4 experts of width I (``--genesis-experts``;
+  ``--genesis-new-experts`` free slots for mitosis, 0 by default so the parameter budget equals
+  mixtral's), adaptive 1..2 experts per token, entropy energy as the only router loss.
 
-Printed per mode: final validation loss (nats/token), training tokens/s, mean routed experts
-per token, the FFN width each token activates and the load coefficient of variation (on the
-validation windows, eval mode), joules/token from ``genesis.energy`` when a counter is
-readable (never estimated), and every mitosis of the genesis run.
+Printed per mode and seed: final validation loss (nats/token), training tokens/s, mean routed
+experts per token, the FFN width each token activates, the load coefficient of variation and
+the smallest expert load as a fraction of its fair share (on the validation windows, eval
+mode, pooled over batches, CV averaged and minimum taken over MoE layers), joules/token from
+``genesis.energy`` when a counter is readable (never estimated), and every mitosis; with
+several seeds, mean +- std over them.
 
-    PYTHONPATH=. python benchmarks/router_modes.py [--steps 300 --seq 128 --batch 16]
+    PYTHONPATH=. python benchmarks/router_modes.py [--steps 300 --seeds 0,1 --eta-cost 0.05]
 """
 import argparse
 import os
@@ -51,32 +54,41 @@ def mode_config(mode, args):
         return MoEConfig(num_local_experts=7, num_experts_per_tok=3,
                          moe_intermediate_size=inter // 2, num_shared_experts=1,
                          norm_topk_prob=False, seq_aux=True, **base)
-    return MoEConfig(num_local_experts=3, num_experts_per_tok=2, moe_intermediate_size=inter,
-                     router_type="genesis", genesis_max_new_experts=1,
-                     genesis_mitosis_interval=args.mitosis_interval, **base)
+    return MoEConfig(num_local_experts=args.genesis_experts, num_experts_per_tok=2,
+                     moe_intermediate_size=inter, router_type="genesis",
+                     genesis_max_new_experts=args.genesis_new_experts,
+                     genesis_mitosis_interval=args.mitosis_interval,
+                     genesis_eta_cost=args.eta_cost, genesis_threshold=args.threshold,
+                     genesis_renormalize=not args.raw_weights, **base)
 
 
 def routing_on(model, windows, batch_size):
-    """(mean routed experts per token, mean load coefficient of variation over the live
-    experts) on the validation windows, eval mode, averaged over MoE layers and batches."""
+    """(routed experts per token, load CV, smallest load / fair share) on the validation
+    windows in eval mode: loads pooled over batches, CV averaged and minimum taken over
+    layers, both over each layer's live experts (``routing_metrics`` per batch)."""
     model.eval()
-    experts, cvs = [], []
+    experts, loads, alive = [], None, None
     with genesis.no_grad():
         for i in range(0, len(windows), batch_size):
             stats = model(genesis.tensor(windows[i:i + batch_size]),
                           output_router_logits=True).router_stats
             experts.extend(stats["active_experts_per_token"])
-            alive = stats.get("experts_alive", [len(load) for load in stats["expert_load"]])
-            for load, live in zip(stats["expert_load"], alive):
-                cvs.append(float(np.std(load[:live]) / np.mean(load[:live])))
+            batch = np.stack(stats["expert_load"])
+            loads = batch if loads is None else loads + batch
+            alive = stats["experts_alive"]
     model.train()
-    return float(np.mean(experts)), float(np.mean(cvs))
+    cvs, shares = [], []
+    for load, live in zip(loads, alive):      # born experts fill the first free slots
+        live_load = load[:live] / load[:live].sum()
+        cvs.append(float(np.std(live_load) / np.mean(live_load)))
+        shares.append(float(live_load.min() * live))
+    return float(np.mean(experts)), float(np.mean(cvs)), float(np.min(shares))
 
 
-def run_mode(mode, args, train_tokens, val_windows, meter):
-    """Train one mode; returns its row of results."""
+def run_mode(mode, args, seed, train_tokens, val_windows, meter):
+    """Train one mode with one seed; returns its row of results."""
     config = mode_config(mode, args)
-    genesis.manual_seed(args.seed)
+    genesis.manual_seed(seed)
     model = MoEForCausalLM(config)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -84,8 +96,7 @@ def run_mode(mode, args, train_tokens, val_windows, meter):
                        {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, max(1, args.steps // 20), args.steps,
                                                 min_lr_ratio=0.1)
-    sampler = BatchSampler(train_tokens, args.batch, args.seq, args.seed)
-    grows = config.router_type == "genesis"
+    sampler = BatchSampler(train_tokens, args.batch, args.seq, seed)
     births, seconds = [], 0.0
     model.train()
     with EnergyWindow(meter) as energy:
@@ -97,17 +108,16 @@ def run_mode(mode, args, train_tokens, val_windows, meter):
             loss.backward()
             genesis.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            if grows:
-                births += [dict(b, step=step + 1) for b in model.genesis_mitosis(optimizer)]
+            births += [dict(b, step=step + 1) for b in model.update_router_state(optimizer)]
             scheduler.step()
             seconds += time.perf_counter() - start
     tokens = args.steps * args.batch * args.seq
-    active, load_cv = routing_on(model, val_windows, args.batch)
+    active, load_cv, min_share = routing_on(model, val_windows, args.batch)
     width = active * config.moe_intermediate_size + (config.shared_expert_intermediate_size or 0)
-    return {"mode": mode, "params": model.num_parameters(),
+    return {"mode": mode, "seed": seed, "params": model.num_parameters(),
             "val_loss": evaluate(model, val_windows, args.batch), "train_loss": loss.item(),
             "tokens_per_s": tokens / seconds, "experts": active, "ffn_width": width,
-            "load_cv": load_cv,
+            "load_cv": load_cv, "min_share": min_share,
             "joules_per_token": None if energy.joules is None else energy.joules / tokens,
             "births": births}
 
@@ -128,8 +138,16 @@ def main():
     parser.add_argument("--aux-coef", type=float, default=0.01)
     parser.add_argument("--mitosis-interval", type=int, default=50)
     parser.add_argument("--eval-windows", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--genesis-experts", type=int, default=4)
+    parser.add_argument("--genesis-new-experts", type=int, default=0,
+                        help="free slots for mitosis (adds their parameters)")
+    parser.add_argument("--eta-cost", type=float, default=0.05)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="genesis_renormalize=False (ablation)")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -142,23 +160,41 @@ def main():
     print(f"genesis {genesis.__version__} on numpy {np.__version__} ({os.cpu_count()} CPUs, BLAS "
           f"threads {blas}); energy meter: {meter.name if meter else 'unavailable'}")
     print(f"{args.steps} steps x {args.batch} x {args.seq} byte tokens per mode, hidden "
-          f"{args.hidden}, {args.layers} layers, expert width I={args.intermediate}, seed "
-          f"{args.seed}; {len(val_windows)} validation windows\n")
-    print(f"{'mode':<9} {'params':>8} {'val loss':>9} {'tokens/s':>9} {'experts/tok':>12} "
-          f"{'FFN width/tok':>14} {'load CV':>8} {'J/token':>12}")
-    for mode in modes:
-        row = run_mode(mode, args, train_tokens, val_windows, meter)
-        joules = "unavailable" if row["joules_per_token"] is None else \
-            f"{row['joules_per_token']:.3e}"
-        print(f"{row['mode']:<9} {row['params'] / 1e6:>7.2f}M {row['val_loss']:>9.4f} "
-              f"{row['tokens_per_s']:>9.0f} {row['experts']:>12.2f} {row['ffn_width']:>14.0f} "
-              f"{row['load_cv']:>8.2f} {joules:>12}", flush=True)
-        for birth in row["births"]:
-            print(f"{'':<9} mitosis at step {birth['step']}: layer {birth['layer']} expert "
-                  f"{birth['parent']} -> slot {birth['child']}")
+          f"{args.hidden}, {args.layers} layers, expert width I={args.intermediate}, seeds "
+          f"{seeds}; genesis eta_cost {args.eta_cost}, threshold {args.threshold}, "
+          f"{'raw' if args.raw_weights else 'renormalised'} weights; {len(val_windows)} "
+          "validation windows\n")
+    header = (f"{'mode':<9} {'seed':>4} {'params':>8} {'val loss':>9} {'tokens/s':>9} "
+              f"{'experts/tok':>12} {'FFN width/tok':>14} {'load CV':>8} {'min share':>9} "
+              f"{'J/token':>12}")
+    print(header)
+    rows = {mode: [] for mode in modes}
+    for seed in seeds:
+        for mode in modes:
+            row = run_mode(mode, args, seed, train_tokens, val_windows, meter)
+            rows[mode].append(row)
+            joules = "unavailable" if row["joules_per_token"] is None else \
+                f"{row['joules_per_token']:.3e}"
+            print(f"{row['mode']:<9} {seed:>4} {row['params'] / 1e6:>7.2f}M "
+                  f"{row['val_loss']:>9.4f} {row['tokens_per_s']:>9.0f} {row['experts']:>12.2f} "
+                  f"{row['ffn_width']:>14.0f} {row['load_cv']:>8.2f} {row['min_share']:>9.2f} "
+                  f"{joules:>12}", flush=True)
+            for birth in row["births"]:
+                print(f"{'':<14} mitosis at step {birth['step']}: layer {birth['layer']} "
+                      f"expert {birth['parent']} -> slot {birth['child']}")
+    if len(seeds) > 1:
+        print(f"\nmean +- std over {len(seeds)} seeds")
+        for mode in modes:
+            cells = []
+            for key, fmt in (("val_loss", ".4f"), ("tokens_per_s", ".0f"), ("experts", ".2f"),
+                             ("load_cv", ".2f"), ("min_share", ".2f")):
+                values = np.array([r[key] for r in rows[mode]])
+                cells.append(f"{key} {values.mean():{fmt}} +- {values.std():{fmt}}")
+            print(f"{mode:<9} " + ", ".join(cells))
     print("\nexperts/tok: routed experts per token (deepseek adds its always-on shared expert "
           "to the FFN width); FFN width/tok = experts/tok x expert width (+ shared width); load "
-          "CV: std/mean of the live experts' shares of routed pairs (0 = balanced).")
+          "CV: std/mean of the live experts' shares of routed pairs (0 = balanced); min share: "
+          "the least-loaded expert's share over its fair share (1 = fair).")
 
 
 if __name__ == "__main__":

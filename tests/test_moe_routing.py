@@ -8,9 +8,11 @@ import pytest
 import genesis
 from genesis.models.transformers import MoEConfig, MoEForCausalLM
 from genesis.models.transformers.modeling_moe import MoESparseBlock
-from genesis.models.transformers.routing import (MoERouter, capacity_keep_mask, expert_capacity,
+from genesis.models.transformers import routing as routing_module
+from genesis.models.transformers.routing import (MoERouter, Router, build_router,
+                                                 capacity_keep_mask, expert_capacity,
                                                  group_limited_scores, router_z_loss,
-                                                 routing_stats, sequence_load_balancing_loss,
+                                                 routing_metrics, sequence_load_balancing_loss,
                                                  switch_load_balancing_loss)
 
 
@@ -200,17 +202,19 @@ class TestCapacity:
         x = genesis.tensor(np.abs(np.random.default_rng(0).standard_normal((16, 32))),
                            dtype=genesis.float32)
         out = router(x)
-        ids, w = _np(out.topk_ids), _np(out.topk_weights)
+        ids, w, sent = _np(out.topk_ids), _np(out.topk_weights), _np(out.dispatched)
+        assert out.selected is None and (ids >= 0).all()      # every slot chosen, ids valid
         cap = expert_capacity(16, 8, 2, 1.0)
-        counts = np.bincount(ids[ids >= 0], minlength=8)
+        counts = np.bincount(ids[sent], minlength=8)
         assert counts.max() <= cap and counts[3] == cap
-        dropped = ids < 0
+        dropped = ~sent
         assert dropped.any() and (w[dropped] == 0).all()
         first_drop = np.nonzero(dropped.any(-1))[0].min()
         assert first_drop >= cap        # the first `cap` tokens keep their expert-3 slot
-        stats = routing_stats(out.topk_ids, 8)
+        stats = routing_metrics(out, 8)
         assert stats["dropped_fraction"] == pytest.approx(dropped.mean())
         assert stats["active_experts_per_token"] == pytest.approx(2 - dropped.sum() / 16)
+        assert stats["expert_load"][3] == pytest.approx(cap / sent.sum())
 
     def test_dropped_pairs_contribute_nothing(self):
         genesis.manual_seed(0)
@@ -221,10 +225,9 @@ class TestCapacity:
         x = genesis.randn(2, 8, 32)
         y, routing = block(x)
         flat = x.reshape(16, 32)
-        keep_ids = routing.topk_ids
-        want = genesis.moe_experts(flat, genesis.tensor(np.maximum(_np(keep_ids), 0)),
-                                   routing.topk_weights, block.experts.gate_up_proj,
-                                   block.experts.down_proj)
+        assert not _np(routing.dispatched).all()
+        want = genesis.moe_experts(flat, routing.topk_ids, routing.topk_weights,
+                                   block.experts.gate_up_proj, block.experts.down_proj)
         np.testing.assert_allclose(_np(y).reshape(16, 32), _np(want), rtol=1e-5, atol=1e-6)
 
 
@@ -302,3 +305,173 @@ class TestDispatch:
         np.testing.assert_array_equal(_np(block(x)[0]), _np(block(x)[0]))
         block.train()
         assert not np.allclose(_np(block(x)[0]), _np(block(x)[0]))
+
+
+# --------------------------------------------------------------------------- metrics
+class TestRoutingMetrics:
+    def test_by_hand(self):
+        ids = genesis.tensor([[0, 1], [0, 2], [0, 1], [2, 0]])
+        out = routing_module.RouterOutput(
+            ids, genesis.ones(4, 2), genesis.zeros(4, 4), genesis.zeros(4, 4),
+            selected=genesis.tensor([[True, True], [True, False], [True, True], [True, True]]),
+            dispatched=genesis.tensor([[True, True], [True, False], [True, False],
+                                       [True, True]]),
+            live_experts=np.array([0, 1, 2]))
+        m = routing_metrics(out, 4, capacity_factor=1.0)
+        # dispatched pairs: e0 x3 (rows 0,1,2) + e0 (row 3) = 4, e1 x1, e2 x1 -> 6 pairs
+        np.testing.assert_allclose(m["expert_load"], [4 / 6, 1 / 6, 1 / 6, 0])
+        assert m["active_experts_per_token"] == pytest.approx(6 / 4)
+        assert m["dropped_fraction"] == pytest.approx(1 / 7)     # 7 selected, 1 dropped
+        live = np.array([4, 1, 1]) / 6
+        assert m["load_cv"] == pytest.approx(live.std() / live.mean())
+        assert m["load_imbalance"] == pytest.approx(3 * 4 / 6)
+        assert m["min_fair_share"] == pytest.approx(3 / 6)
+        assert m["starved_fraction"] == 0.0 and m["experts_alive"] == 3
+        assert m["overflow_fraction"] == pytest.approx((4 - 3) / 6)     # cap = ceil(4*2/3)
+        assert "ssi" not in m
+
+    def test_every_router_reports_the_same_metrics(self):
+        keys = None
+        for router_type in ("topk", "genesis"):
+            genesis.manual_seed(0)
+            model = MoEForCausalLM(_config(router_type=router_type))
+            stats = model(genesis.randint(0, 64, (2, 6)), output_router_logits=True).router_stats
+            shared = {"expert_load", "active_experts_per_token", "dropped_fraction", "load_cv",
+                      "load_imbalance", "min_fair_share", "starved_fraction",
+                      "overflow_fraction", "ssi", "experts_alive"}
+            assert shared <= set(stats)
+            assert all(len(v) == 2 for v in stats.values())
+            keys = set(stats) if keys is None else keys
+        assert {"energy", "cost_potential_spread"} <= set(stats) - keys
+
+
+# --------------------------------------------------------------------------- strategy interface
+class _HalvingRouter(MoERouter):
+    """A test strategy: top-k routing, a fixed loss term, and a counter of state updates."""
+
+    updates = 0
+
+    @classmethod
+    def has_training_loss(cls, config):
+        return True
+
+    @classmethod
+    def training_losses(cls, config, routings, token_mask=None):
+        term = genesis.tensor(0.5)
+        return [term], term, None
+
+    def update_state(self, experts, optimizer=None, generator=None):
+        type(self).updates += 1
+        return (0, 1) if type(self).updates == 1 else None
+
+
+class TestStrategyInterface:
+    def test_one_place_builds_routers_and_unknown_types_fail(self):
+        assert isinstance(build_router(_config()), MoERouter)
+        config = _config()
+        config.router_type = "nope"
+        with pytest.raises(ValueError, match="unknown router_type 'nope'; registered"):
+            build_router(config)
+
+    def test_the_model_only_talks_to_the_router_interface(self, monkeypatch):
+        monkeypatch.setitem(routing_module._ROUTERS, "topk", _HalvingRouter)
+        genesis.manual_seed(0)
+        model = MoEForCausalLM(_config())
+        assert all(isinstance(layer.mlp.gate, _HalvingRouter) for layer in model.model.layers)
+        ids = genesis.randint(0, 64, (2, 6))
+        model.train()
+        out = model(ids, labels=ids, return_dict=True)
+        model.eval()
+        plain = model(ids, labels=ids)[0]
+        assert out.loss.item() == pytest.approx(plain.item() + 0.5, rel=1e-6)
+        assert out.aux_loss.item() == 0.5
+        births = model.update_router_state()
+        assert births == [{"layer": 0, "parent": 0, "child": 1}] and _HalvingRouter.updates == 2
+        assert isinstance(model.model.layers[0].mlp.gate, Router)
+
+
+# --------------------------------------------------------------------------- causality
+def _causal_model(router_type, seed=0):
+    """A small model with sharp routing; the Genesis router gets a nonzero cost potential and
+    multiplicity offsets so that its whole state takes part."""
+    genesis.manual_seed(seed)
+    model = MoEForCausalLM(_config(router_type=router_type, num_hidden_layers=2))
+    rng = np.random.default_rng(seed)
+    for layer in model.model.layers:
+        gate = layer.mlp.gate
+        genesis.nn.init.normal_(gate.weight, 0.0, 0.5)
+        if router_type == "genesis":
+            gate.reset_state()
+            gate.cost_potential._array[:8] = rng.normal(0, 0.5, 8)
+            gate.multiplicity_offset._array[:8] = rng.uniform(0, 0.5, 8)
+    return model
+
+
+def _routing(model, ids, **kw):
+    with genesis.no_grad():
+        out = model.model(ids, **kw)
+    return [(_np(r.topk_ids), _np(r.topk_weights)) for r in out.router_outputs], out
+
+
+@pytest.mark.parametrize("router_type", ["topk", "genesis"])
+class TestCausality:
+    @pytest.mark.parametrize("mode", ["train", "eval"])
+    def test_later_tokens_never_change_earlier_logits_or_state(self, router_type, mode):
+        model = _causal_model(router_type)
+        getattr(model, mode)()
+        state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+        rng = np.random.default_rng(1)
+        a = rng.integers(0, 64, (4, 24))
+        b = a.copy()
+        b[:, 12:] = rng.integers(0, 64, (4, 12))
+        with genesis.no_grad():
+            la = _np(model(genesis.tensor(a)))
+            lb = _np(model(genesis.tensor(b)))
+        assert np.abs(la[:, 12:] - lb[:, 12:]).max() > 1e-3        # the change is visible
+        np.testing.assert_allclose(la[:, :12], lb[:, :12], rtol=0, atol=1e-5)
+        ra, _ = _routing(model, genesis.tensor(a))
+        rb, _ = _routing(model, genesis.tensor(b))
+        for (ia, wa), (ib, wb) in zip(ra, rb):
+            np.testing.assert_array_equal(ia[:4 * 24].reshape(4, 24, -1)[:, :12],
+                                          ib.reshape(4, 24, -1)[:, :12])
+        for key, value in model.state_dict().items():   # a forward never moves the state
+            np.testing.assert_array_equal(value.numpy(), state[key], err_msg=key)
+
+    def test_a_prompt_routes_the_same_alone_and_left_padded_in_a_batch(self, router_type):
+        model = _causal_model(router_type).eval()
+        rng = np.random.default_rng(2)
+        prompt = rng.integers(1, 64, 7)
+        alone, out_alone = _routing(model, genesis.tensor(prompt[None]))
+        batch = np.zeros((2, 10), dtype=np.int64)
+        batch[0, 3:] = prompt
+        batch[1] = rng.integers(1, 64, 10)
+        mask = np.ones((2, 10), dtype=np.int64)
+        mask[0, :3] = 0
+        positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+        padded, out_padded = _routing(model, genesis.tensor(batch),
+                                      attention_mask=genesis.tensor(mask),
+                                      position_ids=genesis.tensor(positions))
+        for (ia, wa), (ip, wp) in zip(alone, padded):
+            np.testing.assert_array_equal(ia, ip.reshape(2, 10, -1)[0, 3:])
+            np.testing.assert_allclose(wa, wp.reshape(2, 10, -1)[0, 3:], atol=1e-5)
+        np.testing.assert_allclose(_np(out_alone.last_hidden_state)[0],
+                                   _np(out_padded.last_hidden_state)[0, 3:], atol=1e-4)
+
+    def test_cached_and_uncached_generation_route_the_same(self, router_type):
+        model = _causal_model(router_type).eval()
+        prompt = genesis.tensor(np.random.default_rng(3).integers(1, 64, (1, 5)))
+        cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True)
+        uncached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False)
+        np.testing.assert_array_equal(_np(cached), _np(uncached))
+        full, _ = _routing(model, cached)
+        steps, out = _routing(model, cached[:, :5], use_cache=True)
+        per_token = [steps]
+        for i in range(5, cached.shape[1]):
+            step, out = _routing(model, cached[:, i:i + 1], past_key_values=out.past_key_values,
+                                 use_cache=True)
+            per_token.append(step)
+        for layer, (ids, weights) in enumerate(full):
+            inc_ids = np.concatenate([p[layer][0] for p in per_token])
+            inc_w = np.concatenate([p[layer][1] for p in per_token])
+            np.testing.assert_array_equal(ids, inc_ids)
+            np.testing.assert_allclose(weights, inc_w, atol=1e-5)

@@ -269,7 +269,6 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
     bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=args.quiet)
     timed_tokens, timed_seconds = 0, 0.0
-    grows = model.config.router_type == "genesis"
     model.train()
     with _Interrupt() as interrupt:
         while step < args.steps and not interrupt.hit:
@@ -284,7 +283,7 @@ def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_wi
             grad_norm = clip_grad_norm_(model.parameters(), args.grad_clip) if args.grad_clip \
                 else None
             optimizer.step()
-            births = model.genesis_mitosis(optimizer) if grows else []
+            births = model.update_router_state(optimizer)   # routers' post-step state
             scheduler.step()
             step += 1
             elapsed = time.perf_counter() - t0

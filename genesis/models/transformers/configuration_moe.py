@@ -52,18 +52,24 @@ class MoEConfig:
     ``router_type="genesis"`` selects the Genesis energy-aware router (``genesis_router.py``,
     genesis_moe models only); its own fields, with their defaults:
 
-    * ``genesis_threshold`` 0.5: Boltzmann mass a token's kept experts must reach (1..k kept).
+    * ``genesis_threshold`` 0.5: selection mass a token's kept experts must reach (1..k kept).
     * ``genesis_beta_bind`` 1.0: weight of the centroid cosine in the binding energy.
-    * ``genesis_lambda_cost`` 1.0: cost energy per unit of relative overflow over capacity
-      (``cap = ceil(capacity_factor * N * k / E_active)``, ``capacity_factor`` None -> 1.0).
+    * ``genesis_eta_cost`` 0.05: step of the cost potential's integral load control
+      (``b_e += eta_cost * sign(f_e - 1/E_active)`` after each optimizer step).
     * ``genesis_lambda_entropy`` 0.01: weight of the normalised entropy energy, the only router
       term of the training loss (``router_aux_loss_coef``/``router_z_loss_coef`` are unused).
     * ``genesis_tau`` 1.0: Boltzmann temperature.
+    * ``genesis_renormalize`` True: mixing weights = the kept binding weights renormalised to
+      sum 1 (False keeps them raw, for ablations).
     * ``genesis_eta_centroid`` 0.05, ``genesis_eta_load`` 0.05: EMA rates of centroids and load.
     * ``genesis_max_new_experts`` 2: free expert slots for mitosis (``E_max = E + this``).
     * ``genesis_mitosis_interval`` 100: training steps between mitosis checks.
     * ``genesis_split_ratio`` 2.0: split when ``E_active * load[e] >`` this (times fair share).
     * ``genesis_split_delta`` 0.1: how far parent and child centroids move apart at a split.
+    * ``genesis_split_noise`` 1e-3: the child's weight noise, in units of the parent's std.
+
+    ``capacity_factor`` (None -> 1.0) only sets the reported overflow fraction of this router
+    (it never drops tokens). The v1 field ``genesis_lambda_cost`` is rejected with an error.
     """
 
     model_type = "genesis_moe"
@@ -82,9 +88,10 @@ class MoEConfig:
                  capacity_factor=None, router_jitter_noise=0.0, router_type="topk",
                  use_moe_in_all_layers=True, moe_layer_interval=1, first_moe_layer=0,
                  mlp_only_layers=None, genesis_threshold=0.5, genesis_beta_bind=1.0,
-                 genesis_lambda_cost=1.0, genesis_lambda_entropy=0.01, genesis_tau=1.0,
-                 genesis_eta_centroid=0.05, genesis_eta_load=0.05, genesis_max_new_experts=2,
-                 genesis_mitosis_interval=100, genesis_split_ratio=2.0, genesis_split_delta=0.1,
+                 genesis_eta_cost=0.05, genesis_lambda_entropy=0.01, genesis_tau=1.0,
+                 genesis_renormalize=True, genesis_eta_centroid=0.05, genesis_eta_load=0.05,
+                 genesis_max_new_experts=2, genesis_mitosis_interval=100,
+                 genesis_split_ratio=2.0, genesis_split_delta=0.1, genesis_split_noise=1e-3,
                  output_router_logits=False, use_cache=True,
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, dtype=None,
                  model_type="genesis_moe", **kwargs):
@@ -133,15 +140,17 @@ class MoEConfig:
         self.mlp_only_layers = list(mlp_only_layers or [])
         self.genesis_threshold = genesis_threshold
         self.genesis_beta_bind = genesis_beta_bind
-        self.genesis_lambda_cost = genesis_lambda_cost
+        self.genesis_eta_cost = genesis_eta_cost
         self.genesis_lambda_entropy = genesis_lambda_entropy
         self.genesis_tau = genesis_tau
+        self.genesis_renormalize = genesis_renormalize
         self.genesis_eta_centroid = genesis_eta_centroid
         self.genesis_eta_load = genesis_eta_load
         self.genesis_max_new_experts = genesis_max_new_experts
         self.genesis_mitosis_interval = genesis_mitosis_interval
         self.genesis_split_ratio = genesis_split_ratio
         self.genesis_split_delta = genesis_split_delta
+        self.genesis_split_noise = genesis_split_noise
         self.output_router_logits = output_router_logits
         self.use_cache = use_cache
         self.bos_token_id = bos_token_id
@@ -263,12 +272,23 @@ class MoEConfig:
 
     def _validate_genesis(self):
         """The Genesis router's fields (checked for every config, so config.json stays sane)."""
+        if hasattr(self, "genesis_lambda_cost"):
+            raise ValueError(
+                f"MoEConfig: genesis_lambda_cost={self.genesis_lambda_cost!r} belongs to the "
+                "Genesis router v1, whose batch-overflow cost let later tokens change earlier "
+                "tokens' routing; router v2 has no such field and cannot reuse v1 router state. "
+                "Its load control is the cost potential stepped by genesis_eta_cost (default "
+                "0.05): drop genesis_lambda_cost (and retrain a v1 checkpoint) "
+                "- see docs/genesis_routing.md")
         _check_real(self, "genesis_threshold", 0.0, 1.0, low_open=True)
         _check_real(self, "genesis_tau", 0.0, None, low_open=True)
         _check_real(self, "genesis_split_ratio", 0.0, None, low_open=True)
-        for name in ("genesis_beta_bind", "genesis_lambda_cost", "genesis_lambda_entropy",
-                     "genesis_split_delta"):
+        for name in ("genesis_beta_bind", "genesis_eta_cost", "genesis_lambda_entropy",
+                     "genesis_split_delta", "genesis_split_noise"):
             _check_real(self, name, 0.0, None)
+        if not isinstance(self.genesis_renormalize, bool):
+            raise ValueError(f"MoEConfig: genesis_renormalize must be True or False, got "
+                             f"{self.genesis_renormalize!r}")
         for name in ("genesis_eta_centroid", "genesis_eta_load"):
             _check_real(self, name, 0.0, 1.0)
         _check_int(self, "genesis_max_new_experts", 0)

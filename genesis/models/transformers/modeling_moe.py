@@ -27,9 +27,8 @@ from ...tensor import Tensor
 from .configuration_moe import MoEConfig
 from .configuration_moe import check_memory as _check_memory
 from .generation import DynamicCache, GenerationMixin
-from .genesis_router import GenesisRouter
-from .routing import MoERouter, build_router, routing_stats, router_z_loss, \
-    switch_load_balancing_loss
+from . import genesis_router  # noqa: F401  (registers router_type "genesis")
+from .routing import Router, build_router, router_class, routing_metrics
 
 __all__ = ["MoERMSNorm", "MoERotaryEmbedding", "MoEAttention", "DenseFFN", "MoEExperts",
            "MoESparseBlock", "MoEDecoderLayer", "MoEPreTrainedModel", "MoEModel",
@@ -72,10 +71,11 @@ class MoECausalLMOutput(_Output):
     """``MoEForCausalLM`` output (HF's ``MoeCausalLMOutputWithPast`` plus genesis metrics).
 
     ``router_logits``: one ``[B*S, E]`` tensor per MoE layer; ``router_stats``: metric name ->
-    tuple with one entry per MoE layer (``expert_load``, ``active_experts_per_token``,
-    ``dropped_fraction``, ``load_imbalance``; the Genesis router adds ``energy``,
-    ``overflow_fraction``, ``load_cv``, ``ssi`` and ``experts_alive``). With the Genesis router
-    ``aux_loss`` is the summed per-layer mean entropy energy.
+    tuple with one entry per MoE layer, from ``routing.routing_metrics`` for every router
+    (``expert_load``, ``active_experts_per_token``, ``dropped_fraction``, ``load_imbalance``,
+    ``load_cv``, ``min_fair_share``, ``starved_fraction``, ``overflow_fraction``, ``ssi``,
+    ``experts_alive``; the Genesis router adds ``energy`` and ``cost_potential_spread``). With
+    the Genesis router ``aux_loss`` is the summed per-layer mean entropy energy.
     """
 
     loss: Optional[Tensor] = None
@@ -244,7 +244,7 @@ class MoESparseBlock(Module):
                                              + (1.0 - self.jitter_noise))
         flat = hidden_states.reshape(bsz * seq, d)
         routing = self.gate(flat, attention_mask, bsz, compute_aux)
-        out = self.experts(flat, routing.topk_ids, routing.topk_weights)
+        out = self.experts(flat, routing.dispatch_ids(), routing.topk_weights)
         if self.shared_experts is not None:
             shared = self.shared_experts(flat)
             if self.shared_expert_gate is not None:
@@ -312,24 +312,24 @@ class MoEPreTrainedModel(Module):
             init.normal_(module.down_proj, 0.0, std)
         elif isinstance(module, MoERMSNorm):
             init.ones_(module.weight)
-        elif isinstance(module, MoERouter):
-            init.normal_(module.weight, 0.0, std)
-        elif isinstance(module, GenesisRouter):
-            init.normal_(module.weight, 0.0, std)
-            module.reset_state()
+        elif isinstance(module, Router):
+            module.reset_parameters(std)
 
     def post_init(self):
         """Initialise every weight with ``_init_weights``."""
         self.apply(self._init_weights)
 
-    def genesis_mitosis(self, optimizer=None):
-        """One step of expert mitosis in every Genesis-routed layer; call it after
-        ``optimizer.step()`` (its state for born experts is zeroed). Returns the births as
+    def update_router_state(self, optimizer=None, generator=None):
+        """Call once after each ``optimizer.step()``: every router applies what the training
+        forwards since the last call recorded (the Genesis router: cost potential, centroids,
+        load, and mitosis every ``genesis_mitosis_interval`` calls, copying ``optimizer``'s
+        state into born experts and drawing their noise from ``generator``, default genesis's
+        seeded default generator; top-k routers have no state). Returns the births as
         ``[{"layer", "parent", "child"}]``."""
         births = []
         for module in self.modules():
-            if isinstance(module, MoESparseBlock) and isinstance(module.gate, GenesisRouter):
-                born = module.gate.mitosis(module.experts, optimizer)
+            if isinstance(module, MoESparseBlock):
+                born = module.gate.update_state(module.experts, optimizer, generator)
                 if born is not None:
                     births.append({"layer": module.gate.layer_idx, "parent": born[0],
                                    "child": born[1]})
@@ -452,12 +452,12 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
     aux loss, and ``generate``.
 
     Forward returns ``logits``; with ``labels``, ``(loss, logits)``; with ``use_cache``,
-    ``return_dict`` or ``output_router_logits``, a ``MoECausalLMOutput``. The aux loss is
-    computed when ``output_router_logits`` is set, and always in training mode when the model
-    has MoE layers and a nonzero ``router_aux_loss_coef``/``router_z_loss_coef``; then
-    ``loss = CE + router_aux_loss_coef * aux + router_z_loss_coef * z``. With the Genesis router
-    the only router term is the entropy energy (``genesis_lambda_entropy > 0`` enables it):
-    ``loss = CE + aux`` where ``aux`` sums each MoE layer's mean ``E_entropy``.
+    ``return_dict`` or ``output_router_logits``, a ``MoECausalLMOutput``. The router losses are
+    computed when ``output_router_logits`` is set, and always in training mode when the
+    router class says its config adds a loss term (``Router.has_training_loss``); the terms of
+    ``Router.training_losses`` are added to the LM loss. Top-k routers: ``loss = CE +
+    router_aux_loss_coef * aux + router_z_loss_coef * z``; the Genesis router: ``loss = CE +
+    aux`` where ``aux`` sums each MoE layer's mean ``E_entropy``.
     """
 
     def __init__(self, config, check_memory=True):
@@ -490,10 +490,9 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
         if output_router_logits is None:
             output_router_logits = config.output_router_logits
         has_moe = bool(config.moe_layer_indices())
-        genesis_router = config.router_type == "genesis"
-        coefs = config.genesis_lambda_entropy > 0 if genesis_router else \
-            config.router_aux_loss_coef > 0 or config.router_z_loss_coef > 0
-        want_aux = has_moe and (output_router_logits or (self.training and coefs))
+        strategy = router_class(config)
+        want_aux = has_moe and (output_router_logits or
+                                (self.training and strategy.has_training_loss(config)))
         base = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache,
                           inputs_embeds, compute_aux=want_aux)
         hidden = base.last_hidden_state
@@ -501,19 +500,16 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)
         aux_loss = z_loss = None
+        terms = []
         if want_aux:
             token_mask = _current_tokens(attention_mask, base.last_hidden_state.shape[1])
-            aux_loss, z_loss = self._router_losses(base.router_outputs, token_mask)
+            terms, aux_loss, z_loss = strategy.training_losses(config, base.router_outputs,
+                                                               token_mask)
         loss = None
         if labels is not None:
             loss = causal_lm_loss(logits, labels, self.vocab_size)
-            if want_aux and genesis_router:
-                loss = loss + aux_loss
-            elif want_aux:
-                if config.router_aux_loss_coef > 0:
-                    loss = loss + aux_loss * float(config.router_aux_loss_coef)
-                if z_loss is not None:
-                    loss = loss + z_loss * float(config.router_z_loss_coef)
+            for term in terms:
+                loss = loss + term
         if return_dict is None:
             return_dict = bool(use_cache or output_router_logits)
         if not return_dict and not (use_cache or output_router_logits):
@@ -524,29 +520,8 @@ class MoEForCausalLM(MoEPreTrainedModel, GenerationMixin):
             z_loss=z_loss,
             router_logits=tuple(r.router_logits for r in routings) if output_router_logits
             else None,
-            router_stats=_stats(routings, config.num_expert_slots) if output_router_logits
-            else None)
+            router_stats=_stats(routings, config) if output_router_logits else None)
         return out if return_dict else out.to_tuple()
-
-    def _router_losses(self, routings, token_mask):
-        """(aux, z): Switch aux pooled over layers, the sum of per-layer DeepSeek aux terms, or
-        (Genesis) the sum of per-layer mean entropy energies and no z-loss."""
-        config = self.config
-        if config.router_type == "genesis":
-            aux = routings[0].entropy_loss
-            for r in routings[1:]:
-                aux = aux + r.entropy_loss
-            return aux, None
-        logits = tuple(r.router_logits for r in routings)
-        if config.seq_aux:
-            aux = routings[0].seq_aux_loss
-            for r in routings[1:]:
-                aux = aux + r.seq_aux_loss
-        else:
-            aux = switch_load_balancing_loss(logits, config.num_local_experts,
-                                             config.num_experts_per_tok, token_mask)
-        z = router_z_loss(logits, token_mask) if config.router_z_loss_coef > 0 else None
-        return aux, z
 
 
 def _current_tokens(attention_mask, seq):
@@ -573,8 +548,8 @@ def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
                            ignore_index=ignore_index)
 
 
-def _stats(routings, num_experts):
-    per_layer = [dict(routing_stats(r.topk_ids, num_experts), **(r.metrics or {}))
+def _stats(routings, config):
+    per_layer = [routing_metrics(r, config.num_expert_slots, config.capacity_factor)
                  for r in routings]
     keys = per_layer[0].keys() if per_layer else ()
     return {k: tuple(s[k] for s in per_layer) for k in keys}
