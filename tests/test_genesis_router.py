@@ -419,8 +419,13 @@ class TestMitosis:
             gate.split_ratio = 1e-6                # force the split of the busiest expert
             gate.num_steps._array[...] = gate.mitosis_interval - 1
             genesis.manual_seed(0)
+            offsets = gate.multiplicity_offset.numpy().copy()
             parent, child = gate.update_state(block.experts)
             after, routed = block(h)
+            split_offsets = gate.multiplicity_offset.numpy().copy()
+            gate.multiplicity_offset._array[...] = offsets          # a split without omega
+            without_omega = _np(block(h)[0]).reshape(flat.shape)
+            gate.multiplicity_offset._array[...] = split_offsets
         kept_before = _kept_sets(routing)
         kept_after = _kept_sets(routed)
         both = np.array([parent in s and a == s | {child}
@@ -431,12 +436,14 @@ class TestMitosis:
         y1 = _np(after).reshape(flat.shape)
         change = np.linalg.norm(y1 - y0, axis=1) / np.linalg.norm(y0, axis=1)
         fraction = float(other.mean())
+        no_omega = np.linalg.norm(without_omega - y0, axis=1) / np.linalg.norm(y0, axis=1)
         record_property("split_other_token_fraction", fraction)
         print(f"\nsplit of expert {parent} -> {child}: {both.sum()} tokens keep both copies, "
-              f"{neither.sum()} neither, other tokens {fraction:.3f}; relative change max "
-              f"{change[~other].max():.2e} (both/neither) vs mean {change[other].mean():.2e} "
-              "(other)")
+              f"{neither.sum()} neither, other tokens {fraction:.3f}; relative output change "
+              f"max {change[~other].max():.2e} (both/neither), mean {change[other].mean():.2e} "
+              f"(other); without omega offsets: mean {no_omega.mean():.2e}")
         assert both.sum() > 0 and neither.sum() > 0
+        assert no_omega.mean() > 10 * change[~other].max()        # omega is what keeps it
         assert change[neither].max() < 1e-6                       # only the noise can move it
         assert change[both].max() < 0.03                           # centroid split + noise
         assert fraction < 0.5
