@@ -20,6 +20,9 @@ mode, pooled over batches, CV averaged and minimum taken over MoE layers), joule
 several seeds, mean +- std over them.
 
     PYTHONPATH=. python benchmarks/router_modes.py [--steps 300 --seeds 0,1 --eta-cost 0.05]
+
+On a machine shared with other jobs, ``OMP_NUM_THREADS=1`` keeps BLAS threads from fighting
+over the cores (several times faster there); tokens/s remain noisy and are for orientation.
 """
 import argparse
 import os
