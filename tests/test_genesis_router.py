@@ -664,3 +664,36 @@ def test_a_v1_config_with_lambda_cost_is_rejected_with_an_explanation(tmp_path):
         MoEConfig.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="genesis_lambda_cost"):
         _config(genesis_lambda_cost=0.5)
+
+
+def test_state_updates_mitosis_and_metrics_stay_on_the_device(monkeypatch):
+    """On the CuPy stand-in (tests/fake_cupy.py, which refuses implicit device-to-host copies)
+    a training step, update_router_state with a mitosis and the routing metrics match the CPU."""
+    from tests.test_fake_device import fake_gpu
+    results = {}
+    for device in ("cpu", "cuda"):
+        with monkeypatch.context() as patch:
+            fixture = fake_gpu.__wrapped__(patch) if device == "cuda" else iter([None])
+            next(fixture)
+            genesis.manual_seed(0)
+            model = MoEForCausalLM(_config(genesis_mitosis_interval=1,
+                                           genesis_split_ratio=0.5)).to(device)
+            opt = genesis.optim.AdamW(model.parameters(), lr=1e-2)
+            ids = genesis.tensor(np.random.default_rng(0).integers(0, 64, (2, 12)),
+                                 device=device)
+            model.train()
+            out = model(ids, labels=ids, return_dict=True, output_router_logits=True)
+            out.loss.backward()
+            opt.step()
+            genesis.manual_seed(1)
+            births = model.update_router_state(opt)
+            assert model.model.layers[0].mlp.gate.cost_potential.device.type == device
+            state = {k: v.cpu().numpy() for k, v in model.state_dict().items()}
+            results[device] = (births, state, out.router_stats)
+            next(fixture, None)
+    (births_cpu, cpu, stats_cpu), (births_gpu, gpu, stats_gpu) = results["cpu"], results["cuda"]
+    assert births_cpu == births_gpu and births_cpu
+    for key in cpu:
+        np.testing.assert_allclose(gpu[key], cpu[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    for key in ("load_cv", "ssi", "energy", "active_experts_per_token"):
+        np.testing.assert_allclose(stats_gpu[key], stats_cpu[key], rtol=1e-5, err_msg=key)
