@@ -250,6 +250,7 @@ class TestStateUpdates:
 
     def test_initial_state(self):
         router = _router()
+        assert isinstance(router, GenesisRouter)
         np.testing.assert_allclose(router.centroids.numpy(), _unit(_np(router.weight)),
                                    rtol=1e-6)
         np.testing.assert_allclose(router.load.numpy(), [0.25] * 4 + [0, 0])

@@ -528,7 +528,8 @@ def _current_tokens(attention_mask, seq):
     """The 2-D mask's last ``seq`` columns (the tokens of this forward), or None."""
     if attention_mask is None:
         return None
-    data = attention_mask._array if isinstance(attention_mask, Tensor) else np.asarray(attention_mask)
+    data = attention_mask._array if isinstance(attention_mask, Tensor) \
+        else np.asarray(attention_mask)
     return data[:, data.shape[1] - seq:]
 
 
