@@ -13,7 +13,7 @@ import sys
 
 from .arguments import TrainingArguments
 from .data import CLIError
-from .trainer import Trainer
+from .trainer import Trainer, steps_problem
 
 __all__ = ["add_train_arguments", "run_train", "add_plot_arguments", "run_plot"]
 
@@ -169,6 +169,10 @@ def _saved_options(out, given):
                            f"configuration: {_flag(dest)} is {saved.get(dest)!r} there, "
                            f"{_resolve(dest, given[dest])!r} now; leave {_flag(dest)} out to "
                            "reuse the run's value, or train a new run with another --out")
+    problem = steps_problem(path, int(record["global_step"]), given.get("steps", saved["steps"]),
+                            "--steps")
+    if problem:
+        raise CLIError(problem)
     return {k: v for k, v in saved.items() if k in run_defining or k == "steps"}
 
 
@@ -203,9 +207,10 @@ def run_train(args):
         model, args=training_args, train_dataset=TokenDataset(train_tokens, opts["seq_len"]),
         eval_dataset=TokenDataset(val_tokens, opts["seq_len"]), tokenizer=tokenizer,
         run_metadata={"options": {k: opts[k] for k in RUN_OPTIONS}})
+    experts = f"{config.num_local_experts} experts top-{config.num_experts_per_tok}, router " \
+        f"{config.router_type}" if config.num_local_experts else "dense (no experts)"
     print(f"run folder: {out}\nmodel: {model.num_parameters() / 1e6:.2f}M parameters, "
-          f"{config.num_hidden_layers} layers, {config.num_local_experts} experts "
-          f"top-{config.num_experts_per_tok}, router {config.router_type}; data: {source}, "
+          f"{config.num_hidden_layers} layers, {experts}; data: {source}, "
           f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens ({tokenizer.name} "
           "tokenizer)", flush=True)
     result = trainer.train(resume_from_checkpoint=True if opts["resume"] else None)

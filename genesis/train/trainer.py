@@ -42,6 +42,7 @@ class TrainerState:
         self.max_steps = max_steps
         self.train_loss = None
         self.eval_loss = None
+        self.current_step = 1
         self.last_checkpoint_step = None
         self.interrupted_by = None
 
@@ -71,34 +72,57 @@ class TrainerCallback:
 
 
 class ProgressCallback(TrainerCallback):
-    """A tqdm progress bar that fits the terminal, with loss and throughput, and one line per
-    evaluation; ``args.disable_tqdm`` hides the bar but keeps the evaluation lines."""
+    """A tqdm progress bar (on stderr, or ``file``) that fits the terminal width: the loss,
+    throughput and router figures are shown as far as they fit, most important first. One
+    line per evaluation; ``args.disable_tqdm`` hides the bar but keeps those lines."""
 
-    def __init__(self):
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+    MIN_BAR = 10
+
+    def __init__(self, file=None):
+        self.file = file
         self.bar = None
         self._tokens_per_s = []
 
     def on_train_begin(self, args, state):
         from tqdm import tqdm
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
-                        unit="step", dynamic_ncols=True, disable=args.disable_tqdm)
+                        unit="step", dynamic_ncols=True, disable=args.disable_tqdm,
+                        file=self.file, bar_format=self.BAR_FORMAT + "{postfix}")
 
     def on_log(self, args, state, logs):
         if "loss" not in logs:
             return
         self._tokens_per_s.append(logs["tokens_per_s"])
-        postfix = {"loss": f"{logs['loss']:.3f}",
-                   "tok/s": f"{np.median(self._tokens_per_s[-20:]):.0f}"}
-        if "aux_loss" in logs:
-            postfix["aux"] = f"{logs['aux_loss']:.3f}"
+        fields = [f"loss={logs['loss']:.3f}",
+                  f"tok/s={np.median(self._tokens_per_s[-20:]):.0f}"]
         if "active_experts" in logs:
-            postfix["experts"] = f"{logs['active_experts']:.2f}"
-        self.bar.set_postfix(postfix, refresh=False)
+            fields.append(f"experts={logs['active_experts']:.2f}")
+        if "aux_loss" in logs:
+            fields.append(f"aux={logs['aux_loss']:.3f}")
+        self.bar.postfix = self._fit(fields, state)
         self.bar.update(1)
+
+    def _fit(self, fields, state):
+        """The postfix: as many ``fields`` as the terminal leaves room for beside the bar."""
+        measure = getattr(self.bar, "dynamic_ncols", None)
+        shape = measure(self.bar.fp) if callable(measure) else None
+        width = shape[0] if isinstance(shape, (tuple, list)) else shape
+        if not width:
+            return ", ".join(fields)
+        total = len(str(state.max_steps))
+        room = width - (len("train: 100%|| ") + 2 * total + 1 + len(" [00:00:00<00:00:00]")
+                        + self.MIN_BAR)
+        shown = []
+        for field in fields:
+            if sum(len(f) + 2 for f in shown) + len(field) + 2 > room:
+                break
+            shown.append(field)
+        return ", ".join(shown)
 
     def on_evaluate(self, args, state, metrics):
         self.bar.write(f"step {state.global_step}: train loss {state.train_loss:.4f}, "
-                       f"val loss {metrics['eval_loss']:.4f}")
+                       f"val loss {metrics['eval_loss']:.4f}", file=self.file)
 
     def on_train_end(self, args, state):
         if self.bar is not None:
@@ -250,12 +274,10 @@ class Trainer:
         record = read_checkpoint_record(ckpt)
         self._signature = self._run_signature()
         self._check_same_run(ckpt, record)
-        step = int(record["global_step"])
-        if self.args.max_steps <= step:
-            raise TrainingError(
-                f"the checkpoint in {ckpt} is at step {step}, and {self._name('max_steps')} is "
-                f"{self.args.max_steps}: nothing to train; pass {self._name('max_steps')} "
-                f"above {step} to train further")
+        problem = steps_problem(ckpt, int(record["global_step"]), self.args.max_steps,
+                                self._name("max_steps"))
+        if problem:
+            raise TrainingError(problem)
         return ckpt, record
 
     def _run_signature(self):
@@ -309,6 +331,7 @@ class Trainer:
         model.train()
         with _StopSignals(self, enabled=a.save_on_interrupt) as stop:
             while s.global_step < a.max_steps and not stop.signum:
+                s.current_step = s.global_step + 1
                 inputs, labels = self.batches.next_batch()
                 t0 = time.perf_counter()
                 out = model(genesis.tensor(inputs, device=a.device),
@@ -405,6 +428,18 @@ class Trainer:
         os.write(2, ("\n" + line + "\n").encode("utf-8", errors="replace"))
 
 
+def steps_problem(ckpt, step, max_steps, name):
+    """Why resuming the checkpoint ``ckpt`` of ``step`` to ``max_steps`` has nothing to do, or
+    None when it has."""
+    if max_steps == step:
+        return f"the run in {ckpt} already reached step {step}; pass {name} above {step} to " \
+               "train further"
+    if max_steps < step:
+        return f"{name} {max_steps} is below the checkpoint's step {step} ({ckpt}); pass " \
+               f"{name} above {step} to train further"
+    return None
+
+
 def _step_record(step, out, loss, lr, tokens_per_s, grad_norm, births):
     """The metrics record of one training step."""
     record = {"step": step, "loss": round(loss, 6), "lr": lr,
@@ -450,9 +485,10 @@ class _StopSignals:
         name = signal.Signals(signum).name
         if self.signum is None:
             self.signum = signum
+            again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
             t._say(f"{name} received: saving a checkpoint at the end of step "
-                   f"{t.state.global_step + 1}, then stopping (Ctrl-C again: stop at once "
-                   "without saving)")
+                   f"{t.state.current_step}, then stopping ({again} to stop at once without "
+                   "saving)")
             return
         t._say(f"{name} again: stopping now WITHOUT saving; "
                f"{t._last_checkpoint_phrase()}")
