@@ -229,6 +229,8 @@ class Trainer:
                 self._say(f"note: took over the stale lock of a run that is no longer running "
                           f"(pid {lock.stale.get('pid')}) in {out}")
             ckpt, record = self._start(resume_from_checkpoint)
+            self._metrics = MetricsLog(os.path.join(out, METRICS_FILE),
+                                       int(record["global_step"]) if ckpt else None, self._say)
             self.create_optimizer_and_scheduler()
             self.batches = self.get_train_batches()
             self.state = TrainerState(self.args.max_steps)
@@ -236,8 +238,6 @@ class Trainer:
                 genesis.manual_seed(self.args.seed)
             else:
                 self._restore(ckpt, record)
-            self._metrics = MetricsLog(os.path.join(out, METRICS_FILE),
-                                       self.state.global_step if ckpt else None, self._say)
             self._call("on_train_begin")
             try:
                 self._loop()
