@@ -105,6 +105,15 @@ def test_resume_reuses_the_saved_options_and_compares_resolved_paths(trained, tm
                  "8"]) == 2
     assert one_line_error(capsys.readouterr().err, "different configuration",
                           "--batch-size is 4 there, 8 now")
+    moved = tmp_path / "moved.txt"                      # same text elsewhere: accepted
+    moved.write_bytes((trained / "corpus.txt").read_bytes())
+    assert main(["train", "--out", str(out), "--resume", "--steps", "10", "--data",
+                 str(moved), "--quiet", "--sample-tokens", "0"]) == 0
+    moved.write_text((trained / "corpus.txt").read_text().upper())   # other text: refused
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--steps", "12", "--data",
+                 str(moved), "--quiet"]) == 2
+    assert one_line_error(capsys.readouterr().err, "training data differs")
 
 
 def _readme():

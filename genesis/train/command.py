@@ -3,7 +3,9 @@
 The command loads the tokenizer and the text, builds the model, turns its flags into
 ``TrainingArguments`` and runs ``Trainer``; every guarantee (lock, no overwrite, verified
 checkpoints, exact resume, signals) lives in the Trainer. ``--resume`` reuses the options
-saved with the run; an option given again must match (paths compared after resolving).
+saved with the run; an option given again must match. Files (``--config``, ``--data``,
+``--tokenizer``) are compared by what they hold, not by how the path is spelled: the Trainer
+checks the model config and a SHA-256 of the training tokens, so a moved file is fine.
 """
 import argparse
 import dataclasses
@@ -163,11 +165,11 @@ def _saved_options(out, given):
             saved.setdefault(dest, training[field])
     run_defining = set(RUN_OPTIONS) | {d for d, f in TRAINING_FLAGS.items()
                                        if f in TrainingArguments().run_defining()}
-    for dest in sorted(run_defining & set(given)):
-        if _resolve(dest, given[dest]) != saved.get(dest):
+    for dest in sorted((run_defining - set(PATH_OPTIONS)) & set(given)):
+        if given[dest] != saved.get(dest):
             raise CLIError(f"--resume: the checkpoint in {path} is from a different "
                            f"configuration: {_flag(dest)} is {saved.get(dest)!r} there, "
-                           f"{_resolve(dest, given[dest])!r} now; leave {_flag(dest)} out to "
+                           f"{given[dest]!r} now; leave {_flag(dest)} out to "
                            "reuse the run's value, or train a new run with another --out")
     problem = steps_problem(path, int(record["global_step"]), given.get("steps", saved["steps"]),
                             "--steps")
@@ -191,8 +193,10 @@ def run_train(args):
                            "--overwrite to replace it, or another --out")
     if opts["device"] != "cpu":
         _check_device(opts["device"])
-    tokenizer = load_tokenizer(opts["tokenizer"], find_checkpoint(out) if opts["resume"]
-                               else None)
+    explicit = getattr(args, "given", set())
+    resumed_tokenizer = opts["resume"] and "tokenizer" not in explicit
+    tokenizer = load_tokenizer(None if resumed_tokenizer else opts["tokenizer"],
+                               find_checkpoint(out) if opts["resume"] else None)
     text, source = load_corpus(opts["data"], warn=_warn)
     config = build_config(opts, tokenizer.vocab_size)
     tokens = tokenizer.encode(text)
@@ -225,7 +229,8 @@ def run_train(args):
               f"{result.metrics['tokens_per_s'] or 0:.0f} tokens/s; checkpoint in "
               f"{os.path.join(out, 'checkpoint')}")
     if opts["sample_tokens"]:
-        ids = genesis.tensor(tokenizer.encode(opts["sample_prompt"])[None, :])
+        ids = genesis.tensor(tokenizer.encode(opts["sample_prompt"])[None, :],
+                             device=opts["device"])
         sample = model.generate(ids, max_new_tokens=opts["sample_tokens"], do_sample=True,
                                 temperature=0.8, top_k=50)
         print("sample:\n" + tokenizer.decode(sample[0].tolist()))

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections import namedtuple
@@ -22,8 +23,7 @@ import genesis
 from .._atomic import atomic_write
 from .arguments import TrainingArguments
 from .data import BatchSampler, TokenDataset, eval_windows
-from .run_dir import (ARGS_FILE, METRICS_FILE, STATE_FILE, CheckpointSaveError,  # noqa: F401
-                      MetricsLog, RunLock, TrainingError, clear_run, describe_run,
+from .run_dir import (ARGS_FILE, METRICS_FILE, STATE_FILE, CheckpointSaveError, MetricsLog, RunLock, TrainingError, clear_run, describe_run,
                       find_checkpoint, prepare_output_dir, read_checkpoint_record,
                       save_checkpoint)
 
@@ -424,7 +424,14 @@ class Trainer:
 
     @staticmethod
     def _say(line):
-        """One line to stderr, safe inside a signal handler (no buffered-stream reentrancy)."""
+        """A note on stderr, above the progress bar."""
+        from tqdm import tqdm
+        tqdm.write(line, file=sys.stderr)
+
+    @staticmethod
+    def _say_now(line):
+        """A note on stderr from a signal handler: one raw write (buffered streams are not
+        reentrant, and the handler may interrupt a write to them)."""
         os.write(2, ("\n" + line + "\n").encode("utf-8", errors="replace"))
 
 
@@ -486,11 +493,11 @@ class _StopSignals:
         if self.signum is None:
             self.signum = signum
             again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
-            t._say(f"{name} received: saving a checkpoint at the end of step "
+            t._say_now(f"{name} received: saving a checkpoint at the end of step "
                    f"{t.state.current_step}, then stopping ({again} to stop at once without "
                    "saving)")
             return
-        t._say(f"{name} again: stopping now WITHOUT saving; "
+        t._say_now(f"{name} again: stopping now WITHOUT saving; "
                f"{t._last_checkpoint_phrase()}")
         raise KeyboardInterrupt
 
