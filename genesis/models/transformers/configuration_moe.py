@@ -2,7 +2,8 @@
 
 One config class covers Mixtral, Qwen2-MoE, DeepSeek-MoE and the dense Llama/Qwen2 layouts:
 ``from_pretrained`` reads a HuggingFace ``config.json`` of those ``model_type``s and maps their
-field names; unknown fields are kept as attributes and written back, as HuggingFace does.
+field names; unknown fields are kept as attributes and written back, as HuggingFace does
+(except, in a ``genesis_moe`` config, a near miss of a known field: refused as a typo).
 """
 import copy
 import json
