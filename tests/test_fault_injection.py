@@ -62,11 +62,11 @@ from genesis.cli import main
 from genesis.train import trainer
 marker = sys.argv[1]
 saves = []
-real_save = trainer.Trainer.save_checkpoint
+real_save = trainer.Trainer._save_checkpoint
 def save(self):
     saves.append(self.state.global_step)
     return real_save(self)
-trainer.Trainer.save_checkpoint = save
+trainer.Trainer._save_checkpoint = save
 real_write = _atomic._HashingWriter.write
 def write(self, data):
     if len(saves) == 2:
@@ -222,7 +222,7 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(inputs, reference, 
     from genesis.train import trainer
     out = inputs / "run"
     saves = []
-    real_save, real_write = trainer.Trainer.save_checkpoint, _atomic._HashingWriter.write
+    real_save, real_write = trainer.Trainer._save_checkpoint, _atomic._HashingWriter.write
 
     def save(self):
         saves.append(self.state.global_step)
@@ -233,7 +233,7 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(inputs, reference, 
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "model.safetensors")
         return real_write(self, data)
 
-    monkeypatch.setattr(trainer.Trainer, "save_checkpoint", save)
+    monkeypatch.setattr(trainer.Trainer, "_save_checkpoint", save)
     monkeypatch.setattr(_atomic._HashingWriter, "write", write)
     assert main(train_argv(inputs, out)) == 1
     err = capsys.readouterr().err
@@ -254,7 +254,7 @@ def test_a_silently_bad_write_is_caught_before_the_swap(inputs, capsys, monkeypa
     from genesis.train import trainer
     out = inputs / "run"
     saves = []
-    real_save = trainer.Trainer.save_checkpoint
+    real_save = trainer.Trainer._save_checkpoint
 
     def save(self):
         saves.append(self.state.global_step)
@@ -269,7 +269,7 @@ def test_a_silently_bad_write_is_caught_before_the_swap(inputs, capsys, monkeypa
         self._f.write(view)
         return len(view)
 
-    monkeypatch.setattr(trainer.Trainer, "save_checkpoint", save)
+    monkeypatch.setattr(trainer.Trainer, "_save_checkpoint", save)
     monkeypatch.setattr(_atomic._HashingWriter, "write", write)
     assert main(train_argv(inputs, out)) == 1
     assert one_line_error(capsys.readouterr().err, "cannot write the checkpoint", "damaged",

@@ -366,11 +366,11 @@ class Trainer:
                     self._log({"step": s.global_step, "val_loss": round(s.eval_loss, 6)})
                     self._call("on_evaluate", metrics)
                 if last or (a.save_steps and s.global_step % a.save_steps == 0):
-                    self.save_checkpoint()
+                    self._save_checkpoint()
             if stop.signum:
                 s.interrupted_by = stop.signum
                 if s.last_checkpoint_step != s.global_step:
-                    self.save_checkpoint()
+                    self._save_checkpoint()
                 self._say(f"stopped by {signal.Signals(stop.signum).name}: checkpoint saved at "
                           f"step {s.global_step}; continue with {self._name('resume')}")
 
@@ -378,7 +378,7 @@ class Trainer:
         self._metrics.write(record)
         self._call("on_log", record)
 
-    def save_checkpoint(self):
+    def _save_checkpoint(self):
         """Write the run's checkpoint (model, tokenizer, optimizer/scheduler/sampler/RNG state,
         options), verify it and swap it in for the previous one."""
         s = self.state
