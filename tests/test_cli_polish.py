@@ -23,9 +23,12 @@ def test_plot_redraws_the_plots_from_metrics(trained, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     run = tmp_path / "copy"
     run.mkdir()
-    (run / "metrics.jsonl").write_bytes((trained / "run" / "metrics.jsonl").read_bytes())
+    (run / "metrics.jsonl").write_bytes((trained / "run" / "metrics.jsonl").read_bytes() +
+                                        b'{"step": 9, "lo')          # torn by a crash
     assert main(["plot", str(run)]) == 0
-    assert f"wrote {run / 'loss.png'}" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"wrote {run / 'loss.png'}" in captured.out
+    assert "skipped a torn last line" in captured.err
     for name in ("loss.png", "expert_load.png"):
         data = (run / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000, name

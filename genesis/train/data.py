@@ -108,11 +108,30 @@ def load_tokenizer(path=None, checkpoint_dir=None):
     if checkpoint_dir:
         cfg_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
         if os.path.isfile(cfg_path):
-            with open(cfg_path) as f:
-                kind = json.load(f).get("type", "byte")
-            if kind == "hf":
+            if _read_tokenizer_config(checkpoint_dir).get("type", "byte") == "hf":
                 return HFTokenizer(os.path.join(checkpoint_dir, "tokenizer.json"))
     return ByteTokenizer()
+
+
+def _read_tokenizer_config(checkpoint_dir):
+    """A checkpoint's tokenizer_config.json, checked against its manifest when it has one
+    (tokenizer.json too); a damaged or unreadable file is a one-line ``CLIError``."""
+    from ..models.transformers.manifest import CheckpointCorruptError, read_manifest, \
+        verify_checkpoint
+    names = ["tokenizer_config.json", "tokenizer.json"]
+    path = os.path.join(checkpoint_dir, names[0])
+    try:
+        listed = read_manifest(checkpoint_dir) or {}
+        verify_checkpoint(checkpoint_dir, [n for n in names if n in listed])
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except CheckpointCorruptError as exc:
+        raise CLIError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from None
+    return config
 
 
 def default_corpus_text():
