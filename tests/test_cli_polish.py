@@ -99,6 +99,8 @@ def test_resume_reuses_the_saved_options_and_compares_resolved_paths(trained, tm
     assert record["global_step"] == 6
     assert record["metadata"]["options"]["config"] == str(trained / "tiny.json")
     assert record["training_args"]["per_device_train_batch_size"] == 4
+    assert record["training_args"]["eval_steps"] == 4          # every saved option is reused
+    assert record["metadata"]["options"]["sample_tokens"] == 0
     monkeypatch.chdir(trained)
     assert main(["train", "--out", str(out), "--resume", "--steps", "8", "--config",
                  "./tiny.json", "--data", "../" + trained.name + "/corpus.txt", "--quiet",

@@ -41,6 +41,8 @@ TRAINING_FLAGS = {"out": "output_dir", "overwrite": "overwrite_output_dir", "ste
 RUN_OPTIONS = {"preset": None, "router": None, "config": None, "data": None, "tokenizer": None,
                "seq_len": 128, "val_fraction": 0.05}
 OTHER_OPTIONS = {"sample_tokens": 200, "sample_prompt": "The "}
+# Options --resume does not take from the saved run.
+PER_INVOCATION = ("out", "overwrite", "resume", "quiet")
 PATH_OPTIONS = ("config", "data", "tokenizer")
 
 
@@ -152,7 +154,8 @@ def _options(args):
 
 
 def _saved_options(out, given):
-    """The options saved with the run in ``out``; a given run option must match its value."""
+    """The options saved with the run in ``out`` (all but ``PER_INVOCATION``); a given option
+    that defines the run must match its saved value."""
     from .run_dir import find_checkpoint, read_checkpoint_record
     path = find_checkpoint(out)
     if path is None:
@@ -161,7 +164,7 @@ def _saved_options(out, given):
     saved = dict(record.get("metadata", {}).get("options", {}))
     training = record.get("training_args", {})
     for dest, field in TRAINING_FLAGS.items():
-        if field in training and dest not in ("out", "overwrite", "quiet", "device"):
+        if field in training and dest not in PER_INVOCATION:
             saved.setdefault(dest, training[field])
     run_defining = set(RUN_OPTIONS) | {d for d, f in TRAINING_FLAGS.items()
                                        if f in TrainingArguments().run_defining()}
@@ -175,7 +178,7 @@ def _saved_options(out, given):
                             "--steps")
     if problem:
         raise CLIError(problem)
-    return {k: v for k, v in saved.items() if k in run_defining or k == "steps"}
+    return {k: v for k, v in saved.items() if k not in PER_INVOCATION}
 
 
 def run_train(args):
@@ -210,7 +213,7 @@ def run_train(args):
     trainer = CommandTrainer(
         model, args=training_args, train_dataset=TokenDataset(train_tokens, opts["seq_len"]),
         eval_dataset=TokenDataset(val_tokens, opts["seq_len"]), tokenizer=tokenizer,
-        run_metadata={"options": {k: opts[k] for k in RUN_OPTIONS}})
+        run_metadata={"options": {k: opts[k] for k in (*RUN_OPTIONS, *OTHER_OPTIONS)}})
     experts = f"{config.num_local_experts} experts top-{config.num_experts_per_tok}, router " \
         f"{config.router_type}" if config.num_local_experts else "dense (no experts)"
     print(f"run folder: {out}\nmodel: {model.num_parameters() / 1e6:.2f}M parameters, "
