@@ -13,6 +13,7 @@ import os
 
 from ... import dtypes
 from ..._atomic import atomic_write
+from .manifest import update_manifest
 
 __all__ = ["MoEConfig", "available_memory_bytes", "check_memory", "format_bytes"]
 
@@ -430,7 +431,6 @@ class MoEConfig:
         os.makedirs(save_directory, exist_ok=True)
         text = json.dumps(self.to_hf_dict(), indent=2, sort_keys=True) + "\n"
         digest = atomic_write(os.path.join(save_directory, CONFIG_NAME), text)
-        from .manifest import update_manifest
         update_manifest(save_directory, {CONFIG_NAME: digest})
         return digest
 
