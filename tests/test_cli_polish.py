@@ -94,6 +94,8 @@ def test_resume_reuses_the_saved_options_and_compares_resolved_paths(trained, tm
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--steps", "6", "--quiet",
                  "--sample-tokens", "0"]) == 0
+    assert "--steps changed from 4 to 6: the learning-rate schedule now decays to step 6" in \
+        capsys.readouterr().err
     with open(out / "checkpoint" / "train_args.json") as f:
         record = json.load(f)
     assert record["global_step"] == 6

@@ -321,6 +321,11 @@ class Trainer:
         self.state.global_step = int(state["step"])
         self.state.last_checkpoint_step = self.state.global_step
         self._say(f"resumed from {ckpt} at step {self.state.global_step}")
+        before = record.get("training_args", {}).get("max_steps")
+        if before is not None and before != self.args.max_steps:
+            self._say(f"note: {self._name('max_steps')} changed from {before} to "
+                      f"{self.args.max_steps}: the learning-rate schedule now decays to step "
+                      f"{self.args.max_steps} (an uninterrupted run of that length would differ)")
 
     # ------------------------------------------------------------------ the loop
     def _loop(self):
