@@ -144,3 +144,14 @@ def test_readme_python_blocks_run_as_written(tmp_path):
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
         assert proc.returncode == 0, f"README block {i}:\n{code}\n{proc.stderr}"
+
+
+def test_resume_reuses_the_saved_dtype(trained, tmp_path, capsys):
+    out = tmp_path / "bf16"
+    assert main(train_argv(trained, out, steps=2, extra=["--dtype", "bf16"])) == 0
+    assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--quiet"]) == 0
+    with open(out / "checkpoint" / "train_args.json") as f:
+        assert json.load(f)["training_args"]["bf16"] is True
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--steps", "4", "--dtype", "fp32"]) == 2
+    assert one_line_error(capsys.readouterr().err, "--dtype is 'bf16' there, 'fp32' now")

@@ -46,6 +46,9 @@ class TrainingArguments:
     save_steps: int = field(default=100, metadata={"help": "checkpoint interval (0: end only)"})
     seed: int = field(default=0, metadata={"help": "seed of init, sampling and dropout",
                                            "run_defining": True})
+    bf16: bool = field(default=False, metadata={
+        "help": "forward under bfloat16 autocast (weights, optimizer state and losses stay "
+                "float32)", "run_defining": True})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda[:N]"})
     disable_tqdm: bool = field(default=False, metadata={"help": "no progress bar"})
     save_on_interrupt: bool = field(default=True, metadata={
@@ -62,6 +65,8 @@ class TrainingArguments:
         if self.warmup_steps is not None:
             _int(self, "warmup_steps", 0)
         _int(self, "seed", 0)
+        if not isinstance(self.bf16, bool):
+            raise ValueError(f"TrainingArguments: bf16 must be a bool, got {self.bf16!r}")
         for name in ("learning_rate", "weight_decay", "max_grad_norm"):
             _real(self, name, 0.0, None)
         _real(self, "adam_epsilon", 0.0, None, low_open=True)

@@ -39,7 +39,7 @@ TRAINING_FLAGS = {"out": "output_dir", "overwrite": "overwrite_output_dir", "ste
                   "quiet": "disable_tqdm"}
 # Options of the command itself that define a run (saved with it, reused by --resume).
 RUN_OPTIONS = {"preset": None, "router": None, "config": None, "data": None, "tokenizer": None,
-               "seq_len": 128, "val_fraction": 0.05}
+               "seq_len": 128, "val_fraction": 0.05, "dtype": "fp32"}
 OTHER_OPTIONS = {"sample_tokens": 200, "sample_prompt": "The "}
 # Options --resume does not take from the saved run.
 PER_INVOCATION = ("out", "overwrite", "resume", "quiet")
@@ -114,6 +114,8 @@ def add_train_arguments(t):
          type=number(float, 0))
     _opt(o, "--seed", d["seed"], "seed of initialisation and sampling", type=number(int, 0))
     _opt(o, "--device", d["device"], "cpu or cuda[:N]")
+    _opt(o, "--dtype", RUN_OPTIONS["dtype"], "bf16: autocast matmuls and attention to bfloat16 (weights, "
+         "optimizer state and losses stay float32)", choices=["fp32", "bf16"])
     r = t.add_argument_group("run folder, evaluation and output")
     _opt(r, "--out", d["output_dir"], "run folder: checkpoint/, metrics.jsonl, plots")
     _switch(r, "--resume", "continue the run in --out (its saved options are reused)")
@@ -206,7 +208,8 @@ def run_train(args):
     if len(tokens) == 0:
         raise CLIError(f"the corpus {source} is empty")
     train_tokens, val_tokens = split_tokens(tokens, opts["val_fraction"], opts["seq_len"])
-    training_args = TrainingArguments(**{f: opts[d] for d, f in TRAINING_FLAGS.items()
+    training_args = TrainingArguments(bf16=opts["dtype"] == "bf16",
+                                      **{f: opts[d] for d, f in TRAINING_FLAGS.items()
                                          if opts[d] is not None})
     genesis.manual_seed(opts["seed"])
     model = MoEForCausalLM(config)
@@ -244,7 +247,7 @@ class CommandTrainer(Trainer):
     """The Trainer of ``genesis train``: its messages spell options as the command's flags."""
 
     OPTION_NAMES = dict({f: _flag(d) for d, f in TRAINING_FLAGS.items()},
-                        resume="--resume", overwrite="--overwrite")
+                        resume="--resume", overwrite="--overwrite", bf16="--dtype")
 
 
 def _warn(line):

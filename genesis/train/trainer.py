@@ -339,9 +339,11 @@ class Trainer:
                 s.current_step = s.global_step + 1
                 inputs, labels = self.batches.next_batch()
                 t0 = time.perf_counter()
-                out = model(genesis.tensor(inputs, device=a.device),
-                            labels=genesis.tensor(labels, device=a.device), return_dict=True,
-                            output_router_logits=True)
+                with genesis.autocast(genesis.device(a.device).type, dtype=genesis.bfloat16,
+                                      enabled=a.bf16):
+                    out = model(genesis.tensor(inputs, device=a.device),
+                                labels=genesis.tensor(labels, device=a.device),
+                                return_dict=True, output_router_logits=True)
                 self.optimizer.zero_grad()
                 out.loss.backward()
                 grad_norm = clip_grad_norm_(model.parameters(), a.max_grad_norm) \
