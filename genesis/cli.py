@@ -1,106 +1,51 @@
-"""The ``genesis`` command: train, generate and info."""
+"""The ``genesis`` command. Every mistake is answered with one line on stderr and exit code 2,
+never a traceback. A subcommand is one entry of ``COMMANDS``: (help, add_arguments, run)."""
 import argparse
 import os
 import platform
 import sys
+from collections import namedtuple
 
+from .train.command import add_plot_arguments, add_train_arguments, number, run_plot, run_train
 from .train.data import CLIError
 
-
-def _positive_int(value):
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
+Command = namedtuple("Command", ["help", "add_arguments", "run"])
 
 
-def _non_negative_float(value):
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {x}")
-    return x
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (``genesis train: error: ...``), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser():
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="genesis", description="Train and sample "
-                                     "Mixture-of-Experts language models with genesis.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train an MoE language model (default: embedded corpus)")
-    t.add_argument("--preset", help="model preset (see `genesis info`); default: a small MoE")
-    t.add_argument("--router", choices=["topk", "genesis"], help="router type")
-    t.add_argument("--config", help="model config.json (overrides --preset)")
-    t.add_argument("--data", help="a text file or a folder of .txt files (default: the Python "
-                   "documentation shipped with CPython)")
-    t.add_argument("--tokenizer", help="a HuggingFace tokenizer.json (default: bytes, vocab 256)")
-    t.add_argument("--steps", type=_positive_int, default=800)
-    t.add_argument("--batch-size", type=_positive_int, default=16)
-    t.add_argument("--seq-len", type=_positive_int, default=128)
-    t.add_argument("--lr", type=_non_negative_float, default=3e-3, help="peak learning rate")
-    t.add_argument("--min-lr-ratio", type=_non_negative_float, default=0.1,
-                   help="final learning rate as a fraction of --lr (cosine schedule)")
-    t.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of --steps")
-    t.add_argument("--weight-decay", type=_non_negative_float, default=0.1)
-    t.add_argument("--grad-clip", type=_non_negative_float, default=1.0, help="0 disables")
-    t.add_argument("--eval-every", type=int, default=100, help="validation interval (0: never)")
-    t.add_argument("--save-every", type=int, default=100, help="checkpoint interval (0: end only)")
-    t.add_argument("--eval-windows", type=_positive_int, default=32,
-                   help="validation windows of --seq-len tokens")
-    t.add_argument("--val-fraction", type=_non_negative_float, default=0.05)
-    t.add_argument("--out", default="runs/genesis-moe", help="output folder")
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    t.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: autocast matmuls and attention to bfloat16 (weights, optimizer "
-                        "state and losses stay float32)")
-    t.add_argument("--sample-tokens", type=int, default=200, help="tokens sampled at the end")
-    t.add_argument("--sample-prompt", default="The ")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    g = sub.add_parser("generate", help="sample text from a checkpoint")
+# --------------------------------------------------------------------------- generate
+def add_generate_arguments(g):
+    """The flags of ``genesis generate``."""
     g.add_argument("--checkpoint", required=True, help="a checkpoint folder (HF layout)")
-    g.add_argument("--prompt", default="The ")
-    g.add_argument("--max-new-tokens", type=_positive_int, default=200)
-    g.add_argument("--temperature", type=_non_negative_float, default=0.8,
-                   help="0 means greedy decoding")
-    g.add_argument("--top-k", type=int, default=50)
-    g.add_argument("--top-p", type=_non_negative_float, default=1.0)
-    g.add_argument("--repetition-penalty", type=_non_negative_float, default=1.0)
+    g.add_argument("--prompt", default="The ", help="(default: %(default)r)")
+    g.add_argument("--max-new-tokens", type=number(int, 1), default=200,
+                   help="(default: %(default)s)")
+    g.add_argument("--temperature", type=number(float, 0), default=0.8,
+                   help="0 means greedy decoding (default: %(default)s)")
+    g.add_argument("--top-k", type=number(int, 0), default=50,
+                   help="keep the k likeliest tokens, 0 disables (default: %(default)s)")
+    g.add_argument("--top-p", type=number(float, 0, 1, low_open=True), default=1.0,
+                   help="nucleus sampling mass in (0, 1] (default: %(default)s)")
+    g.add_argument("--repetition-penalty", type=number(float, 0, low_open=True), default=1.0,
+                   help="> 0; 1 disables (default: %(default)s)")
     g.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's)")
-    g.add_argument("--seed", type=int, default=None)
-
-    sub.add_parser("info", help="versions, backends and threads")
-    return parser
+    g.add_argument("--seed", type=number(int, 0), default=None,
+                   help="makes sampling reproducible (default: a fresh random seed each run)")
 
 
-def cmd_train(args):
-    """``genesis train``."""
-    from .train.trainer import train
-    if args.device != "cpu":
-        _check_device(args.device)
-    summary = train(args)
-    if summary.get("val_loss") is not None:
-        print(f"final validation loss {summary['val_loss']:.4f} nats/token; "
-              f"{summary['tokens_per_s']:.0f} tokens/s; checkpoint in "
-              f"{os.path.join(args.out, 'checkpoint')}")
-    return 130 if summary.get("interrupted") else 0
-
-
-def _check_device(device):
-    from .backends import cuda
-    if not device.startswith("cuda"):
-        raise CLIError(f"unknown --device {device!r}; expected cpu or cuda[:N]")
-    if not cuda.is_available():
-        raise CLIError(f"--device {device}: no CUDA GPU available (needs genesis[cuda] and an "
-                       "NVIDIA GPU)")
+def _seed_generation(seed):
+    """Seed sampling: ``--seed`` reproduces a run; without it every run samples anew."""
+    import genesis
+    if seed is None:
+        genesis.seed()
+    else:
+        genesis.manual_seed(seed)
 
 
 def cmd_generate(args):
@@ -118,8 +63,7 @@ def cmd_generate(args):
     except (ValueError, OSError, RuntimeError) as exc:
         raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
     model.eval()
-    if args.seed is not None:
-        genesis.manual_seed(args.seed)
+    _seed_generation(args.seed)
     ids = tokenizer.encode(args.prompt)
     if len(ids) == 0:
         raise CLIError("--prompt is empty")
@@ -142,6 +86,7 @@ def cmd_generate(args):
     return 0
 
 
+# --------------------------------------------------------------------------- info
 def _version(module):
     try:
         mod = __import__(module)
@@ -152,9 +97,10 @@ def _version(module):
 
 def cmd_info(args):
     """``genesis info``: versions, backends and threads."""
-    import numpy as np
     import genesis
     from .backends import cpu, cuda
+    from .energy import describe_meters
+    from .models.transformers import list_moe_configs
     print(f"genesis {genesis.__version__}  python {platform.python_version()}  "
           f"{platform.system()} {platform.machine()}")
     for name in ("numpy", "safetensors", "ml_dtypes", "tqdm", "matplotlib", "tokenizers"):
@@ -166,28 +112,59 @@ def cmd_info(args):
         f"unavailable (cupy {_version('cupy')})"
     print(f"  CuPy (GPU)   {gpu}")
     print(f"  Triton       {_version('triton')}")
-    from .energy import describe_meters
     print(f"  energy       {describe_meters()}")
-    from .models.transformers import list_moe_configs
     print("presets: " + ", ".join(list_moe_configs()))
-    del np
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info}
+# --------------------------------------------------------------------------- registry
+COMMANDS = {
+    "train": Command("train an MoE language model (default: embedded corpus)",
+                     add_train_arguments, run_train),
+    "generate": Command("sample text from a checkpoint", add_generate_arguments, cmd_generate),
+    "plot": Command("redraw a run's loss.png and expert_load.png from its metrics.jsonl",
+                    add_plot_arguments, run_plot),
+    "info": Command("versions, backends, presets", lambda p: None, cmd_info),
+}
+
+
+def build_parser():
+    """The argument parser of every subcommand."""
+    from . import __version__
+    parser = _Parser(prog="genesis", description="Train and sample Mixture-of-Experts language "
+                     "models with genesis.")
+    parser.add_argument("--version", action="version", version=f"genesis {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help,
+                                             description=command.help[:1].upper() +
+                                             command.help[1:] + "."))
+    return parser
 
 
 def main(argv=None):
-    """Entry point of the ``genesis`` console script."""
+    """Entry point of the ``genesis`` console script; returns the exit status."""
+    from .train.run_dir import CheckpointSaveError, TrainingError
     args = build_parser().parse_args(argv)
+    prog = f"genesis {args.command}"
     try:
-        return COMMANDS[args.command](args)
-    except CLIError as exc:
-        print(f"genesis {args.command}: error: {exc}", file=sys.stderr)
+        status = COMMANDS[args.command].run(args)
+        sys.stdout.flush()
+        return status
+    except CheckpointSaveError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except (CLIError, TrainingError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"genesis {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`genesis info | head`): stop quietly, like a killed pipe writer.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

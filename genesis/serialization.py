@@ -3,23 +3,23 @@
 Tensors are stored under flattened dotted keys (``model.layers.0.weight``); everything else
 (dicts with str/int keys, lists, tuples, numbers, strings, bools, None) is kept as JSON in the
 safetensors metadata, together with a CRC32 of the tensor bytes so corruption is detected.
-Writes go to a temporary file in the same directory, are fsynced and renamed over the target,
-so a crash mid-save leaves the previous file intact.
+Writes go through ``genesis._atomic.atomic_write`` (temporary file, fsync, rename), so a crash
+mid-save leaves the previous file intact; the file is streamed, never copied whole in memory.
 """
 import json
 import math
 import os
-import secrets
 import zlib
 
 import ml_dtypes
 import numpy as np
 import safetensors
 
+from ._atomic import atomic_write
 from .device import as_device
 from .tensor import Tensor, _move
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "write_safetensors"]
 
 _FORMAT = "genesis.save/1"
 _DTYPE_CODES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32",
@@ -27,7 +27,6 @@ _DTYPE_CODES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32",
                 np.dtype(np.int64): "I64", np.dtype(np.int32): "I32", np.dtype(np.int16): "I16",
                 np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
 _CODE_DTYPES = {code: dt for dt, code in _DTYPE_CODES.items()}
-_SERIALIZE_NAMES = {"BF16": "bfloat16", "BOOL": "bool"}
 _CHUNK = 1 << 24
 
 
@@ -107,65 +106,57 @@ def _crc(tree_json, arrays):
     return crc
 
 
-def _serialize(obj):
-    """The safetensors bytes of ``obj``: tensors by dotted key, the structure in metadata."""
+def _encode(obj):
+    """(host arrays by key, safetensors metadata) of ``obj``: the structure goes in metadata."""
     enc = _Encoder()
     tree = json.dumps(enc.encode(obj, ""), separators=(",", ":"))
-    metadata = {"format": _FORMAT, "tree": tree, "crc32": str(_crc(tree, enc.arrays))}
-    specs = {}
     for key, arr in enc.arrays.items():
-        code = _DTYPE_CODES.get(arr.dtype)
-        if code is None:
+        if arr.dtype not in _DTYPE_CODES:
             raise TypeError(f"genesis.save: tensor {key!r} has unsupported dtype {arr.dtype}")
-        specs[key] = safetensors.TensorSpec(
-            dtype=_SERIALIZE_NAMES.get(code, arr.dtype.name), shape=arr.shape,
-            data_ptr=arr.ctypes.data, data_len=arr.nbytes)
-    return safetensors.serialize(specs, metadata=metadata)
+    return enc.arrays, {"format": _FORMAT, "tree": tree, "crc32": str(_crc(tree, enc.arrays))}
+
+
+def write_safetensors(f, arrays, metadata=None):
+    """Stream ``{name: numpy array}`` to the binary file ``f`` in the safetensors format.
+
+    Tensors are laid out like the reference writer (larger dtypes first, then by name, header
+    padded to 8 bytes) and written straight from their memory, without a copy of the file.
+    """
+    order = sorted(arrays, key=lambda k: (-arrays[k].dtype.itemsize, k))
+    header = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for key in order:
+        arr = arrays[key]
+        code = _DTYPE_CODES.get(arr.dtype.newbyteorder("="))
+        if code is None:
+            raise TypeError(f"write_safetensors: tensor {key!r} has unsupported dtype "
+                            f"{arr.dtype}")
+        header[key] = {"dtype": code, "shape": list(arr.shape),
+                       "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    _write_chunks(f, len(text).to_bytes(8, "little") + text)
+    for key in order:
+        arr = _contiguous(arrays[key]).astype(arrays[key].dtype.newbyteorder("<"), copy=False)
+        _write_chunks(f, arr.reshape(-1).view(np.uint8))
 
 
 def _write_chunks(f, data):
-    """Write ``data`` to ``f`` in chunks."""
-    view = memoryview(data)
+    """Write the bytes-like ``data`` to ``f`` in chunks."""
+    view = memoryview(data).cast("B")
     for start in range(0, len(view), _CHUNK):
         f.write(view[start:start + _CHUNK])
 
 
 def save(obj, f):
-    """Save tensors and nested metadata to ``f`` (a path or a binary file object) atomically."""
-    data = _serialize(obj)
+    """Save tensors and nested metadata to ``f`` (a path or a binary file object); a path is
+    written atomically and durably (temporary file, fsync, rename)."""
+    arrays, metadata = _encode(obj)
     if hasattr(f, "write"):
-        _write_chunks(f, data)
+        write_safetensors(f, arrays, metadata)
         return
-    path = os.fspath(f)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
-                                  f"{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _write_chunks(out, data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory):
-    """Persist the rename (best effort: some filesystems cannot fsync a directory)."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write(f, lambda out: write_safetensors(out, arrays, metadata))
 
 
 # --------------------------------------------------------------------------- decoding

@@ -1,11 +1,15 @@
-"""Training text: the embedded default corpus, user text files, tokenizers and batch sampling."""
+"""Training text: the embedded default corpus, user text files, tokenizers, token datasets
+and the batch sampler the Trainer draws from."""
 import json
 import os
 
 import numpy as np
 
+from .._atomic import atomic_write
+
 __all__ = ["CLIError", "ByteTokenizer", "HFTokenizer", "load_tokenizer", "load_corpus",
-           "default_corpus_text", "split_tokens", "BatchSampler", "eval_windows"]
+           "default_corpus_text", "split_tokens", "TokenDataset", "BatchSampler",
+           "eval_windows"]
 
 
 class CLIError(Exception):
@@ -23,18 +27,25 @@ class ByteTokenizer:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
 
     def decode(self, ids):
-        """Text of ``ids`` (invalid UTF-8 sequences become U+FFFD)."""
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+        """Text of ``ids`` (invalid UTF-8 sequences and ids >= 256, which a model with a larger
+        vocabulary can sample, become U+FFFD)."""
+        return _bytes_of(ids).decode("utf-8", errors="replace")
 
     def stream_decoder(self):
         """A function turning successive ids into text as soon as characters complete."""
         import codecs
         dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return lambda ids: dec.decode(bytes(int(i) for i in ids))
+        return lambda ids: dec.decode(_bytes_of(ids))
 
     def save(self, directory):
-        """Record the tokenizer choice next to a checkpoint."""
-        _write_json(os.path.join(directory, "tokenizer_config.json"), {"type": "byte"})
+        """Record the tokenizer choice next to a checkpoint; returns ``{file: FileDigest}``."""
+        return {"tokenizer_config.json": _write_json(directory, {"type": "byte"})}
+
+
+def _bytes_of(ids):
+    """Bytes of byte-token ids; an id outside 0..255 becomes 0xFF (never valid UTF-8)."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    return np.where((ids >= 0) & (ids < 256), ids, 0xFF).astype(np.uint8).tobytes()
 
 
 class HFTokenizer:
@@ -79,16 +90,15 @@ class HFTokenizer:
         return push
 
     def save(self, directory):
-        """Copy tokenizer.json next to a checkpoint."""
-        self._tok.save(os.path.join(directory, "tokenizer.json"))
-        _write_json(os.path.join(directory, "tokenizer_config.json"), {"type": "hf"})
+        """Copy tokenizer.json next to a checkpoint; returns ``{file: FileDigest}``."""
+        return {"tokenizer.json": atomic_write(os.path.join(directory, "tokenizer.json"),
+                                               self._tok.to_str()),
+                "tokenizer_config.json": _write_json(directory, {"type": "hf"})}
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+def _write_json(directory, obj):
+    return atomic_write(os.path.join(directory, "tokenizer_config.json"),
+                        json.dumps(obj, indent=2) + "\n")
 
 
 def load_tokenizer(path=None, checkpoint_dir=None):
@@ -98,11 +108,30 @@ def load_tokenizer(path=None, checkpoint_dir=None):
     if checkpoint_dir:
         cfg_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
         if os.path.isfile(cfg_path):
-            with open(cfg_path) as f:
-                kind = json.load(f).get("type", "byte")
-            if kind == "hf":
+            if _read_tokenizer_config(checkpoint_dir).get("type", "byte") == "hf":
                 return HFTokenizer(os.path.join(checkpoint_dir, "tokenizer.json"))
     return ByteTokenizer()
+
+
+def _read_tokenizer_config(checkpoint_dir):
+    """A checkpoint's tokenizer_config.json, checked against its manifest when it has one
+    (tokenizer.json too); a damaged or unreadable file is a one-line ``CLIError``."""
+    from ..models.transformers.manifest import CheckpointCorruptError, read_manifest, \
+        verify_checkpoint
+    names = ["tokenizer_config.json", "tokenizer.json"]
+    path = os.path.join(checkpoint_dir, names[0])
+    try:
+        listed = read_manifest(checkpoint_dir) or {}
+        verify_checkpoint(checkpoint_dir, [n for n in names if n in listed])
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except CheckpointCorruptError as exc:
+        raise CLIError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from None
+    return config
 
 
 def default_corpus_text():
@@ -115,8 +144,13 @@ def default_corpus_text():
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def load_corpus(path=None):
-    """Text of ``--data`` (a .txt file or a folder of .txt files), or the default corpus."""
+def load_corpus(path=None, warn=None):
+    """Text of ``--data`` (a .txt file or a folder of .txt files), or the default corpus.
+
+    Files are read as UTF-8. A file holding NUL bytes is binary and refused; other invalid
+    UTF-8 is decoded with U+FFFD replacing each bad byte sequence, and ``warn`` (a function
+    given one line) is told which file and where.
+    """
     if path is None:
         return default_corpus_text(), "pydoc_data.topics"
     if not os.path.exists(path):
@@ -128,17 +162,28 @@ def load_corpus(path=None):
             raise CLIError(f"no .txt files in data folder: {path}")
     else:
         files = [path]
-    parts = []
-    for name in files:
-        try:
-            with open(name, encoding="utf-8", errors="replace") as f:
-                parts.append(f.read())
-        except OSError as exc:
-            raise CLIError(f"cannot read {name}: {exc.strerror}") from None
-    text = "\n\n".join(parts)
+    text = "\n\n".join(_read_text(name, warn) for name in files)
     if not text.strip():
         raise CLIError(f"the corpus at {path} is empty")
     return text, path
+
+
+def _read_text(name, warn):
+    try:
+        with open(name, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise CLIError(f"cannot read {name}: {exc.strerror}") from None
+    if b"\x00" in raw:
+        raise CLIError(f"{name} is a binary file (it holds NUL bytes at offset "
+                       f"{raw.index(0)}); --data takes UTF-8 text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if warn is not None:
+            warn(f"{name} is not valid UTF-8 (first bad byte at offset {exc.start}); invalid "
+                 "bytes are read as U+FFFD")
+        return raw.decode("utf-8", errors="replace")
 
 
 def split_tokens(tokens, val_fraction, seq_len):
@@ -151,8 +196,44 @@ def split_tokens(tokens, val_fraction, seq_len):
     return train, val
 
 
+class TokenDataset:
+    """A token stream read as windows of ``seq_len`` tokens: item ``i`` is
+    ``tokens[i:i + seq_len]`` (labels are the inputs, shifted inside the model as in HF)."""
+
+    def __init__(self, tokens, seq_len):
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+            raise TypeError(f"TokenDataset: tokens must be a 1-D integer array, got shape "
+                            f"{tokens.shape} of {tokens.dtype}")
+        if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or \
+                seq_len < 1:
+            raise ValueError(f"TokenDataset: seq_len must be an int >= 1, got {seq_len!r}")
+        if len(tokens) < seq_len + 1:
+            raise ValueError(f"TokenDataset: {len(tokens)} tokens are too few for one window of "
+                             f"seq_len {seq_len} (+1)")
+        self.tokens = tokens.astype(np.int64, copy=False)
+        self.seq_len = int(seq_len)
+
+    def __len__(self):
+        return len(self.tokens) - self.seq_len
+
+    def __getitem__(self, i):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"TokenDataset: index {i} out of range for {len(self)} windows")
+        i %= len(self)
+        return self.tokens[i:i + self.seq_len]
+
+    def fingerprint(self):
+        """SHA-256 of the tokens and the window length: a resumed run checks it is unchanged."""
+        import hashlib
+        h = hashlib.sha256(f"{self.seq_len}|{len(self.tokens)}|".encode())
+        h.update(self.tokens.view(np.uint8))
+        return h.hexdigest()
+
+
 class BatchSampler:
-    """Random windows of ``seq_len + 1`` tokens from a seeded generator whose state is saved."""
+    """Random windows of ``seq_len`` tokens from a seeded generator whose state is saved:
+    the Trainer's batch source (``next_batch``, ``state_dict``, ``load_state_dict``)."""
 
     def __init__(self, tokens, batch_size, seq_len, seed):
         self.tokens = tokens

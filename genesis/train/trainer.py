@@ -1,352 +1,513 @@
-"""The training loop behind ``genesis train``: progress, evaluation, checkpoints and resume."""
+"""``Trainer``: the training loop of a causal LM, as HuggingFace users know it.
+
+``Trainer(model, args=TrainingArguments(...), train_dataset=..., eval_dataset=...).train()``
+runs AdamW with warmup + cosine decay, evaluates and checkpoints on schedule, writes
+``metrics.jsonl``, reports every record to its callbacks, and keeps the run safe: the run
+folder is locked, an earlier run is never overwritten unless asked, checkpoints are verified
+before they replace the previous one, ``train(resume_from_checkpoint=True)`` verifies the
+checkpoint and continues bit for bit, and SIGINT/SIGTERM save at the end of the step.
+"""
 import json
 import math
 import os
-import shutil
 import signal
+import sys
+import threading
 import time
+from collections import namedtuple
 
 import numpy as np
 
 import genesis
 
-from .data import (BatchSampler, CLIError, eval_windows, load_corpus, load_tokenizer,
-                   split_tokens)
+from .._atomic import atomic_write
+from .arguments import TrainingArguments
+from .data import BatchSampler, TokenDataset, eval_windows
+from .run_dir import (ARGS_FILE, METRICS_FILE, STATE_FILE, CheckpointSaveError, MetricsLog, RunLock, TrainingError, clear_run, describe_run,
+                      find_checkpoint, prepare_output_dir, read_checkpoint_record,
+                      save_checkpoint)
 
-# A few-million-parameter MoE that learns bytes of English on two CPU cores in minutes.
-DEFAULT_MODEL = dict(hidden_size=192, intermediate_size=384, moe_intermediate_size=384,
-                     num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=6,
-                     num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=512,
-                     rope_theta=10000.0, rms_norm_eps=1e-5, router_aux_loss_coef=0.01,
-                     tie_word_embeddings=True, model_type="genesis_moe")
+__all__ = ["Trainer", "TrainerCallback", "TrainerState", "TrainOutput", "ProgressCallback",
+           "evaluate"]
 
-CHECKPOINT = "checkpoint"
-STATE_FILE = "training_state.safetensors"
-ARGS_FILE = "train_args.json"
-METRICS_FILE = "metrics.jsonl"
-# Arguments that must match for --resume to continue the same run.
-RUN_DEFINING = ("preset", "router", "config", "data", "tokenizer", "batch_size", "seq_len", "lr",
-                "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "seed", "steps")
+TrainOutput = namedtuple("TrainOutput", ["global_step", "training_loss", "metrics"])
+TrainOutput.__doc__ = "What ``Trainer.train`` returns (HF's fields)."
 
 
-def build_config(args, vocab_size):
-    """The MoEConfig from ``--config``, ``--preset`` or the default, with ``--router`` applied."""
-    from ..models.transformers import MoEConfig, get_moe_config, list_moe_configs
-    if args.config:
-        if not os.path.isfile(args.config):
-            raise CLIError(f"config file not found: {args.config}")
-        try:
-            config = MoEConfig.from_pretrained(args.config)
-        except (ValueError, OSError, json.JSONDecodeError) as exc:
-            raise CLIError(f"invalid config {args.config}: {exc}") from None
-    elif args.preset:
-        if args.preset not in list_moe_configs():
-            raise CLIError(f"unknown preset {args.preset!r}; choose one of "
-                           f"{', '.join(list_moe_configs())}")
-        config = get_moe_config(args.preset)
-    else:
-        config = MoEConfig(vocab_size=vocab_size, **DEFAULT_MODEL)
-    if config.vocab_size < vocab_size:
-        raise CLIError(f"the model's vocab_size {config.vocab_size} is smaller than the "
-                       f"tokenizer's {vocab_size}")
-    if args.router:
-        config.router_type = args.router
-    try:
-        config.validate()
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    if args.seq_len > config.max_position_embeddings:
-        raise CLIError(f"--seq-len {args.seq_len} is longer than the model's "
-                       f"max_position_embeddings {config.max_position_embeddings}")
-    return config
+class TrainerState:
+    """Where the run stands: ``global_step``, ``max_steps``, the last losses and checkpoint."""
+
+    def __init__(self, max_steps):
+        self.global_step = 0
+        self.max_steps = max_steps
+        self.train_loss = None
+        self.eval_loss = None
+        self.current_step = 1
+        self.last_checkpoint_step = None
+        self.interrupted_by = None
 
 
-def _atomic_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class TrainerCallback:
+    """Hooks called by ``Trainer.train``; override the ones you need (all do nothing here).
+
+    ``logs`` is each record written to ``metrics.jsonl``: per step ``step``, ``loss``, ``lr``,
+    ``tokens_per_s`` (plus ``grad_norm``, ``aux_loss``, ``active_experts``, ``expert_load`` and
+    Genesis-router metrics when present); per evaluation ``step`` and ``val_loss``.
+    """
+
+    def on_train_begin(self, args, state):
+        """Before the first step (after a resume, before the first new step)."""
+
+    def on_log(self, args, state, logs):
+        """After each metrics record."""
+
+    def on_evaluate(self, args, state, metrics):
+        """After each evaluation; ``metrics`` is ``{"eval_loss": ...}``."""
+
+    def on_save(self, args, state, checkpoint_dir):
+        """After a checkpoint was written, verified and swapped in."""
+
+    def on_train_end(self, args, state):
+        """After the last step, an interrupt's save, or an error (the lock is still held)."""
 
 
-def save_checkpoint(out_dir, model, optimizer, scheduler, sampler, tokenizer, step, run_args):
-    """Write the checkpoint into a fresh folder, then swap it in: a crash never loses the last."""
-    final = os.path.join(out_dir, CHECKPOINT)
-    tmp, old = final + ".tmp", final + ".old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save(tmp)
-    genesis.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                  "rng": genesis.get_rng_state(), "sampler": sampler.state_dict(), "step": step},
-                 os.path.join(tmp, STATE_FILE))
-    _atomic_json(os.path.join(tmp, ARGS_FILE), run_args)
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.isdir(final):
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+class ProgressCallback(TrainerCallback):
+    """A tqdm progress bar (on stderr, or ``file``) that fits the terminal width: the loss,
+    throughput and router figures are shown as far as they fit, most important first. One
+    line per evaluation; ``args.disable_tqdm`` hides the bar but keeps those lines."""
 
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+    MIN_BAR = 10
 
-def find_checkpoint(out_dir):
-    """The newest complete checkpoint folder in ``out_dir`` (or its pre-swap copy)."""
-    for name in (CHECKPOINT, CHECKPOINT + ".old"):
-        path = os.path.join(out_dir, name)
-        if os.path.isfile(os.path.join(path, STATE_FILE)):
-            return path
-    return None
+    def __init__(self, file=None):
+        self.file = file
+        self.bar = None
+        self._tokens_per_s = []
 
+    def on_train_begin(self, args, state):
+        from tqdm import tqdm
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
+                        unit="step", dynamic_ncols=True, disable=args.disable_tqdm,
+                        file=self.file, bar_format=self.BAR_FORMAT + "{postfix}")
 
-class MetricsLog:
-    """Append-only JSONL metrics; on resume, entries after the checkpoint step are dropped."""
+    def on_log(self, args, state, logs):
+        if "loss" not in logs:
+            return
+        self._tokens_per_s.append(logs["tokens_per_s"])
+        fields = [f"loss={logs['loss']:.3f}",
+                  f"tok/s={np.median(self._tokens_per_s[-20:]):.0f}"]
+        if "active_experts" in logs:
+            fields.append(f"experts={logs['active_experts']:.2f}")
+        if "aux_loss" in logs:
+            fields.append(f"aux={logs['aux_loss']:.3f}")
+        self.bar.postfix = self._fit(fields, state)
+        self.bar.update(1)
 
-    def __init__(self, path, resume_step=None):
-        self.path = path
-        if resume_step is not None and os.path.isfile(path):
-            with open(path) as f:
-                kept = [line for line in f if line.strip()
-                        and json.loads(line).get("step", 0) <= resume_step]
-            with open(path + ".tmp", "w") as f:
-                f.writelines(kept)
-            os.replace(path + ".tmp", path)
-        elif resume_step is None and os.path.exists(path):
-            os.remove(path)
+    def _fit(self, fields, state):
+        """The postfix: as many ``fields`` as the terminal leaves room for beside the bar."""
+        measure = getattr(self.bar, "dynamic_ncols", None)
+        shape = measure(self.bar.fp) if callable(measure) else None
+        width = shape[0] if isinstance(shape, (tuple, list)) else shape
+        if not width:
+            return ", ".join(fields)
+        total = len(str(state.max_steps))
+        room = width - (len("train: 100%|| ") + 2 * total + 1 + len(" [00:00:00<00:00:00]")
+                        + self.MIN_BAR)
+        shown = []
+        for field in fields:
+            if sum(len(f) + 2 for f in shown) + len(field) + 2 > room:
+                break
+            shown.append(field)
+        return ", ".join(shown)
 
-    def write(self, record):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    def on_evaluate(self, args, state, metrics):
+        self.bar.write(f"step {state.global_step}: train loss {state.train_loss:.4f}, "
+                       f"val loss {metrics['eval_loss']:.4f}", file=self.file)
+
+    def on_train_end(self, args, state):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def evaluate(model, windows, batch_size):
-    """Mean next-token loss over fixed validation windows."""
+    """Mean next-token loss of ``model`` over the validation ``windows`` [N, seq_len]."""
+    was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    device = next(model.parameters()).device
+    device = next(iter(model.parameters())).device
     with genesis.no_grad():
         for i in range(0, len(windows), batch_size):
             chunk = genesis.tensor(windows[i:i + batch_size], device=device)
             loss, _ = model(chunk, labels=chunk)
             total += loss.item() * len(chunk)
             count += len(chunk)
-    model.train()
+    if was_training:
+        model.train()
     return total / count
 
 
-_GENESIS_METRICS = ("energy", "ssi", "overflow_fraction", "load_cv", "experts_alive")
+class Trainer:
+    """Train a genesis causal LM on a ``TokenDataset`` (see the module docstring).
+
+    ``tokenizer`` (optional) is saved with every checkpoint. ``run_metadata`` is a JSON-able
+    dict saved with every checkpoint (``train_args.json``), e.g. how the data was made.
+    ``OPTION_NAMES`` spells options in messages; ``genesis train`` sets its flag names.
+    Override ``get_train_batches`` to feed batches from elsewhere (an object with
+    ``next_batch() -> (input_ids, labels)``, ``state_dict()`` and ``load_state_dict()``).
+    """
+
+    OPTION_NAMES = {"resume": "train(resume_from_checkpoint=True)",
+                    "overwrite": "TrainingArguments(overwrite_output_dir=True)"}
+
+    def __init__(self, model, args=None, train_dataset=None, eval_dataset=None, tokenizer=None,
+                 callbacks=None, run_metadata=None):
+        self.args = args if args is not None else TrainingArguments()
+        if not isinstance(self.args, TrainingArguments):
+            raise TypeError(f"Trainer: args must be TrainingArguments, got "
+                            f"{type(self.args).__name__}")
+        for name, ds in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            if ds is not None and not isinstance(ds, TokenDataset):
+                raise TypeError(f"Trainer: {name} must be a genesis.train.TokenDataset, got "
+                                f"{type(ds).__name__}")
+        if train_dataset is None:
+            raise ValueError("Trainer: train_dataset is required")
+        self.model = model
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.tokenizer = tokenizer
+        self.run_metadata = dict(run_metadata or {})
+        self.callbacks = [ProgressCallback()] + list(callbacks or [])
+        self.state = TrainerState(self.args.max_steps)
+        self.optimizer = self.lr_scheduler = self.batches = None
+        if self.args.device != "cpu":
+            self.model.to(self.args.device)
+
+    # ------------------------------------------------------------------ public API
+    def add_callback(self, callback):
+        """Add a ``TrainerCallback``."""
+        self.callbacks.append(callback)
+
+    def create_optimizer_and_scheduler(self):
+        """AdamW (decay on matrices only) and warmup + cosine decay, from ``self.args``."""
+        from ..optim import AdamW
+        from ..optim.lr_scheduler import get_cosine_schedule_with_warmup
+        a = self.args
+        params = list(self.model.parameters())
+        self.optimizer = AdamW([{"params": [p for p in params if p.ndim >= 2],
+                                 "weight_decay": a.weight_decay},
+                                {"params": [p for p in params if p.ndim < 2],
+                                 "weight_decay": 0.0}],
+                               lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2),
+                               eps=a.adam_epsilon)
+        self.lr_scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer, a.resolved_warmup_steps, a.max_steps, min_lr_ratio=a.min_lr_ratio)
+
+    def get_train_batches(self):
+        """The batch source: seeded random windows of the training set (state is saved)."""
+        ds = self.train_dataset
+        return BatchSampler(ds.tokens, self.args.per_device_train_batch_size, ds.seq_len,
+                            self.args.seed)
+
+    def evaluate(self):
+        """``{"eval_loss": mean next-token loss}`` over ``args.eval_windows`` evenly spaced
+        windows of ``eval_dataset``."""
+        if self.eval_dataset is None:
+            raise ValueError("Trainer.evaluate: no eval_dataset was given")
+        ds = self.eval_dataset
+        windows = eval_windows(ds.tokens, ds.seq_len, self.args.eval_windows)
+        return {"eval_loss": evaluate(self.model, windows, self.args.eval_batch_size)}
+
+    def train(self, resume_from_checkpoint=None):
+        """Run to ``args.max_steps``; returns ``TrainOutput``. ``resume_from_checkpoint``: True
+        (the run's checkpoint in ``output_dir``) or a checkpoint folder. Raises
+        ``TrainingError`` (one-line message) when the run cannot start or continue."""
+        out = self.args.output_dir
+        prepare_output_dir(out)
+        with RunLock(out) as lock:
+            if lock.stale:
+                self._say(f"note: took over the stale lock of a run that is no longer running "
+                          f"(pid {lock.stale.get('pid')}) in {out}")
+            ckpt, record = self._start(resume_from_checkpoint)
+            self._metrics = MetricsLog(os.path.join(out, METRICS_FILE),
+                                       int(record["global_step"]) if ckpt else None, self._say)
+            self.create_optimizer_and_scheduler()
+            self.batches = self.get_train_batches()
+            self.state = TrainerState(self.args.max_steps)
+            if ckpt is None:
+                genesis.manual_seed(self.args.seed)
+            else:
+                self._restore(ckpt, record)
+            self._call("on_train_begin")
+            try:
+                self._loop()
+            finally:
+                self._call("on_train_end")
+        s = self.state
+        metrics = {"train_loss": s.train_loss, "eval_loss": s.eval_loss,
+                   "tokens_per_s": self._tokens_per_s(), "interrupted_by": s.interrupted_by}
+        return TrainOutput(s.global_step, s.train_loss, metrics)
+
+    # ------------------------------------------------------------------ starting
+    def _name(self, key):
+        return self.OPTION_NAMES.get(key, key)
+
+    def _start(self, resume):
+        """(checkpoint folder or None, its record) after the run-folder checks."""
+        out = self.args.output_dir
+        if not resume:
+            existing = describe_run(out)
+            if existing and not self.args.overwrite_output_dir:
+                raise TrainingError(f"{out} already holds {existing}; pass "
+                                    f"{self._name('resume')} to continue it or "
+                                    f"{self._name('overwrite')} to replace it")
+            if existing:
+                clear_run(out)
+            self._signature = self._run_signature()
+            return None, None
+        if self.args.overwrite_output_dir:
+            raise TrainingError(f"{self._name('resume')} and {self._name('overwrite')} "
+                                "exclude each other")
+        ckpt = find_checkpoint(out) if resume is True else os.fspath(resume)
+        if ckpt is None or not os.path.isdir(ckpt):
+            raise TrainingError(f"{self._name('resume')}: no checkpoint in {ckpt or out}")
+        record = read_checkpoint_record(ckpt)
+        self._signature = self._run_signature()
+        self._check_same_run(ckpt, record)
+        problem = steps_problem(ckpt, int(record["global_step"]), self.args.max_steps,
+                                self._name("max_steps"))
+        if problem:
+            raise TrainingError(problem)
+        return ckpt, record
+
+    def _run_signature(self):
+        """What must match for a resumed run to continue this one exactly."""
+        config = self.model.config.to_dict()
+        floating = [p.dtype.name for p in self.model.parameters() if p.dtype.is_floating_point]
+        config["dtype"] = floating[0] if floating else None
+        return {"training_args": self.args.run_defining(), "model": config,
+                "dataset": self.train_dataset.fingerprint()}
+
+    def _check_same_run(self, ckpt, record):
+        now = self._signature
+        problems = []
+        saved_args = record.get("training_args", {})
+        for key, value in now["training_args"].items():
+            if saved_args.get(key) != value:
+                problems.append(f"{self._name(key)} is {saved_args.get(key)!r} there, "
+                                f"{value!r} now")
+        saved_model = record.get("model", {})
+        for key in sorted(set(now["model"]) | set(saved_model)):
+            if saved_model.get(key) != now["model"].get(key):
+                problems.append(f"model config {key} is {saved_model.get(key)!r} there, "
+                                f"{now['model'].get(key)!r} now")
+        if record.get("dataset") != now["dataset"]:
+            problems.append("the training data differs from the data it was trained on")
+        if problems:
+            raise TrainingError(f"cannot resume {ckpt}: it is from a different configuration ("
+                                + "; ".join(problems[:3]) + ")")
+
+    def _restore(self, ckpt, record):
+        try:
+            loaded = type(self.model).from_pretrained(ckpt)
+            state = genesis.load(os.path.join(ckpt, STATE_FILE))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise TrainingError(f"cannot resume from {ckpt}: {exc}") from None
+        self.model.load_state_dict(loaded.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["scheduler"])
+        self.batches.load_state_dict(state["sampler"])
+        genesis.set_rng_state(state["rng"])
+        self.state.global_step = int(state["step"])
+        self.state.last_checkpoint_step = self.state.global_step
+        self._say(f"resumed from {ckpt} at step {self.state.global_step}")
+        before = record.get("training_args", {}).get("max_steps")
+        if before is not None and before != self.args.max_steps:
+            self._say(f"note: {self._name('max_steps')} changed from {before} to "
+                      f"{self.args.max_steps}: the learning-rate schedule now decays to step "
+                      f"{self.args.max_steps} (an uninterrupted run of that length would differ)")
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self):
+        from ..nn.utils import clip_grad_norm_
+        a, s, model = self.args, self.state, self.model
+        self._timed = [0, 0.0]
+        model.train()
+        with _StopSignals(self, enabled=a.save_on_interrupt) as stop:
+            while s.global_step < a.max_steps and not stop.signum:
+                s.current_step = s.global_step + 1
+                inputs, labels = self.batches.next_batch()
+                t0 = time.perf_counter()
+                with genesis.autocast(genesis.device(a.device).type, dtype=genesis.bfloat16,
+                                      enabled=a.bf16):
+                    out = model(genesis.tensor(inputs, device=a.device),
+                                labels=genesis.tensor(labels, device=a.device),
+                                return_dict=True, output_router_logits=True)
+                self.optimizer.zero_grad()
+                out.loss.backward()
+                grad_norm = clip_grad_norm_(model.parameters(), a.max_grad_norm) \
+                    if a.max_grad_norm else None
+                self.optimizer.step()
+                births = model.update_router_state(self.optimizer)
+                self.lr_scheduler.step()
+                s.global_step += 1
+                elapsed = time.perf_counter() - t0
+                loss = float(out.loss.item())
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"the loss became {loss} at step {s.global_step}; lower "
+                        f"{self._name('learning_rate')} or set {self._name('max_grad_norm')} "
+                        f"({self._last_checkpoint_phrase()})")
+                self._timed[0] += inputs.size
+                self._timed[1] += elapsed
+                s.train_loss = loss
+                self._log(_step_record(s.global_step, out, loss,
+                                       self.lr_scheduler.get_last_lr()[0], inputs.size / elapsed,
+                                       grad_norm, births))
+                last = s.global_step == a.max_steps
+                if a.eval_steps and self.eval_dataset is not None and \
+                        (s.global_step % a.eval_steps == 0 or last):
+                    metrics = self.evaluate()
+                    s.eval_loss = metrics["eval_loss"]
+                    self._log({"step": s.global_step, "val_loss": round(s.eval_loss, 6)})
+                    self._call("on_evaluate", metrics)
+                if last or (a.save_steps and s.global_step % a.save_steps == 0):
+                    self._save_checkpoint()
+            if stop.signum:
+                s.interrupted_by = stop.signum
+                if s.last_checkpoint_step != s.global_step:
+                    self._save_checkpoint()
+                self._say(f"stopped by {signal.Signals(stop.signum).name}: checkpoint saved at "
+                          f"step {s.global_step}; continue with {self._name('resume')}")
+
+    def _log(self, record):
+        self._metrics.write(record)
+        self._call("on_log", record)
+
+    def _save_checkpoint(self):
+        """Write the run's checkpoint (model, tokenizer, optimizer/scheduler/sampler/RNG state,
+        options), verify it and swap it in for the previous one."""
+        s = self.state
+        self._metrics.sync()
+        record = dict(self._signature, global_step=s.global_step,
+                      metadata=self.run_metadata,
+                      training_args=dict(self.args.to_dict(), **self._signature["training_args"]))
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.lr_scheduler.state_dict(), "rng": genesis.get_rng_state(),
+                 "sampler": self.batches.state_dict(), "step": s.global_step}
+
+        def write(folder):
+            digests = dict(self.model.save_pretrained(folder))
+            if self.tokenizer is not None:
+                digests.update(self.tokenizer.save(folder))
+            digests[STATE_FILE] = atomic_write(os.path.join(folder, STATE_FILE),
+                                               lambda f: genesis.save(state, f))
+            digests[ARGS_FILE] = atomic_write(os.path.join(folder, ARGS_FILE),
+                                              json.dumps(record, indent=2, sort_keys=True))
+            return digests
+        try:
+            path = save_checkpoint(self.args.output_dir, write)
+        except CheckpointSaveError as exc:
+            raise CheckpointSaveError(f"step {s.global_step}: {exc}; "
+                                      f"{self._last_checkpoint_phrase()}") from None
+        s.last_checkpoint_step = s.global_step
+        self._call("on_save", path)
+        return path
+
+    # ------------------------------------------------------------------ helpers
+    def _last_checkpoint_phrase(self):
+        step = self.state.last_checkpoint_step
+        return "no checkpoint was saved yet" if step is None else \
+            f"the checkpoint of step {step} is intact"
+
+    def _tokens_per_s(self):
+        tokens, seconds = getattr(self, "_timed", (0, 0.0))
+        return tokens / seconds if seconds else None
+
+    def _call(self, event, *extra):
+        for cb in self.callbacks:
+            getattr(cb, event)(self.args, self.state, *extra)
+
+    @staticmethod
+    def _say(line):
+        """A note on stderr, above the progress bar."""
+        from tqdm import tqdm
+        tqdm.write(line, file=sys.stderr)
+
+    @staticmethod
+    def _say_now(line):
+        """A note on stderr from a signal handler: one raw write (buffered streams are not
+        reentrant, and the handler may interrupt a write to them)."""
+        os.write(2, ("\n" + line + "\n").encode("utf-8", errors="replace"))
 
 
-def _genesis_metrics(out):
-    """Per-layer Genesis router metrics of a model output (empty for top-k routers)."""
+def steps_problem(ckpt, step, max_steps, name):
+    """Why resuming the checkpoint ``ckpt`` of ``step`` to ``max_steps`` has nothing to do, or
+    None when it has."""
+    if max_steps == step:
+        return f"the run in {ckpt} already reached step {step}; pass {name} above {step} to " \
+               "train further"
+    if max_steps < step:
+        return f"{name} {max_steps} is below the checkpoint's step {step} ({ckpt}); pass " \
+               f"{name} above {step} to train further"
+    return None
+
+
+def _step_record(step, out, loss, lr, tokens_per_s, grad_norm, births):
+    """The metrics record of one training step."""
+    record = {"step": step, "loss": round(loss, 6), "lr": lr,
+              "tokens_per_s": round(tokens_per_s, 1)}
+    if grad_norm is not None:
+        record["grad_norm"] = round(float(grad_norm.item()), 5)
     stats = out.router_stats or {}
-    record = {}
-    for name in _GENESIS_METRICS:
+    aux = out.aux_loss
+    if aux is not None:
+        record["aux_loss"] = round(float(aux.item()) if hasattr(aux, "item") else float(aux), 6)
+    if stats.get("active_experts_per_token"):
+        record["active_experts"] = round(float(np.mean(stats["active_experts_per_token"])), 4)
+    if stats.get("expert_load") is not None:
+        record["expert_load"] = [[round(float(v), 5) for v in np.asarray(layer).reshape(-1)]
+                                 for layer in stats["expert_load"]]
+    for name in ("energy", "ssi", "overflow_fraction", "load_cv", "experts_alive"):
         if name in stats:
-            record[name] = [v if isinstance(v, int) else round(float(v), 6) for v in stats[name]]
+            record[name] = [v if isinstance(v, int) else round(float(v), 6)
+                            for v in stats[name]]
+    if births:
+        record["mitosis"] = births
     return record
 
 
-def _router_summary(out):
-    """Aux loss, mean active experts per token and per-layer expert load of a model output
-    (the load lists are ``config.num_expert_slots`` wide: zeros for unborn Genesis slots)."""
-    stats = out.router_stats or {}
-    aux = out.aux_loss
-    aux = float(aux.item()) if hasattr(aux, "item") else (float(aux) if aux is not None else None)
-    per_layer = stats.get("active_experts_per_token")
-    active = float(np.mean(per_layer)) if per_layer else None
-    load = stats.get("expert_load")
-    if load is not None:
-        load = [[round(float(v), 5) for v in np.asarray(layer).reshape(-1)] for layer in load]
-    return aux, (float(active) if active is not None else None), load
+class _StopSignals:
+    """SIGINT and SIGTERM ask the loop to stop after the current step and save; the message
+    says so at once. A second signal stops at once without saving (KeyboardInterrupt)."""
 
-
-class _Interrupt:
-    """Turns the first Ctrl-C into a flag so the loop can checkpoint and stop cleanly."""
-
-    def __init__(self):
-        self.hit = False
-        self._prev = None
+    def __init__(self, trainer, enabled=True):
+        self.trainer = trainer
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self._previous = {}
 
     def __enter__(self):
-        self._prev = signal.signal(signal.SIGINT, self._handle)
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
+        t = self.trainer
+        name = signal.Signals(signum).name
+        if self.signum is None:
+            self.signum = signum
+            again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
+            t._say_now(f"{name} received: saving a checkpoint at the end of step "
+                   f"{t.state.current_step}, then stopping ({again} to stop at once without "
+                   "saving)")
+            return
+        t._say_now(f"{name} again: stopping now WITHOUT saving; "
+               f"{t._last_checkpoint_phrase()}")
+        raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._prev)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
         return False
-
-
-def train(args, log=print):
-    """Run ``genesis train`` with parsed ``args``; returns a summary dict."""
-    from ..models.transformers import MoEForCausalLM
-    from ..optim import AdamW
-    from ..optim.lr_scheduler import get_cosine_schedule_with_warmup
-    from ..nn.utils import clip_grad_norm_
-
-    out_dir = args.out
-    os.makedirs(out_dir, exist_ok=True)
-    resume_from = None
-    if args.resume:
-        resume_from = find_checkpoint(out_dir)
-        if resume_from is None:
-            raise CLIError(f"--resume: no checkpoint in {out_dir}")
-    tokenizer = load_tokenizer(args.tokenizer, resume_from)
-    text, source = load_corpus(args.data)
-    tokens = tokenizer.encode(text)
-    if len(tokens) == 0:
-        raise CLIError(f"the corpus {source} is empty")
-    config = build_config(args, tokenizer.vocab_size)
-    train_tokens, val_tokens = split_tokens(tokens, args.val_fraction, args.seq_len)
-    run_args = {k: getattr(args, k) for k in RUN_DEFINING}
-    run_args["model"] = config.to_dict()
-
-    genesis.manual_seed(args.seed)
-    model = MoEForCausalLM(config)
-    if args.device != "cpu":
-        model.to(args.device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                       {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
-    warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.steps // 20)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, args.steps,
-                                                min_lr_ratio=args.min_lr_ratio)
-    sampler = BatchSampler(train_tokens, args.batch_size, args.seq_len, args.seed)
-    step = 0
-    if resume_from:
-        step = _restore(resume_from, run_args, model, optimizer, scheduler, sampler)
-        log(f"resumed from {resume_from} at step {step}")
-    metrics = MetricsLog(os.path.join(out_dir, METRICS_FILE), step if resume_from else None)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f}M parameters, {config.num_hidden_layers} layers, "
-        f"{config.num_local_experts} experts top-{config.num_experts_per_tok}, router "
-        f"{config.router_type}; data: {source}, {len(train_tokens):,} train / "
-        f"{len(val_tokens):,} val tokens ({tokenizer.name} tokenizer)")
-    val_windows = eval_windows(val_tokens, args.seq_len, args.eval_windows)
-    summary = _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_windows,
-                    step, run_args, clip_grad_norm_, log)
-    summary["parameters"] = n_params
-    _finish(args, model, tokenizer, summary, log)
-    return summary
-
-
-def _restore(path, run_args, model, optimizer, scheduler, sampler):
-    with open(os.path.join(path, ARGS_FILE)) as f:
-        saved = json.load(f)
-    diffs = [k for k in run_args if k != "steps" and saved.get(k) != run_args[k]]
-    if diffs:
-        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {run_args[k]!r}"
-                           for k in diffs if k != "model")
-        raise CLIError(f"--resume: the checkpoint in {path} is from a different configuration "
-                       f"({detail or 'model config differs'})")
-    from ..models.transformers import MoEForCausalLM
-    loaded = MoEForCausalLM.from_pretrained(path)
-    model.load_state_dict(loaded.state_dict())
-    state = genesis.load(os.path.join(path, STATE_FILE))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    sampler.load_state_dict(state["sampler"])
-    genesis.set_rng_state(state["rng"])
-    return int(state["step"])
-
-
-def _autocast(args):
-    """The mixed-precision region of ``--dtype``: bfloat16 autocast, or disabled for fp32."""
-    return genesis.autocast(genesis.device(args.device).type, dtype=genesis.bfloat16,
-                            enabled=getattr(args, "dtype", "fp32") == "bf16")
-
-
-def _loop(args, model, optimizer, scheduler, sampler, tokenizer, metrics, val_windows, step,
-          run_args, clip_grad_norm_, log):
-    from tqdm import tqdm
-    tokens_per_step = args.batch_size * args.seq_len
-    summary = {"val_loss": None, "train_loss": None, "tokens_per_s": None, "interrupted": False}
-    bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-               disable=args.quiet)
-    timed_tokens, timed_seconds = 0, 0.0
-    model.train()
-    with _Interrupt() as interrupt:
-        while step < args.steps and not interrupt.hit:
-            inputs, labels = sampler.next_batch()
-            t0 = time.perf_counter()
-            with _autocast(args):
-                out = model(genesis.tensor(inputs, device=args.device),
-                            labels=genesis.tensor(labels, device=args.device),
-                            return_dict=True, output_router_logits=True)
-            optimizer.zero_grad()
-            out.loss.backward()
-            grad_norm = clip_grad_norm_(model.parameters(), args.grad_clip) if args.grad_clip \
-                else None
-            optimizer.step()
-            births = model.update_router_state(optimizer)   # routers' post-step state
-            scheduler.step()
-            step += 1
-            elapsed = time.perf_counter() - t0
-            timed_tokens += tokens_per_step
-            timed_seconds += elapsed
-            loss = float(out.loss.item())
-            if not math.isfinite(loss):
-                raise CLIError(f"the loss became {loss} at step {step}; lower --lr or set "
-                               "--grad-clip")
-            aux, active, load = _router_summary(out)
-            record = {"step": step, "loss": round(loss, 6), "lr": scheduler.get_last_lr()[0],
-                      "tokens_per_s": round(tokens_per_step / elapsed, 1)}
-            if grad_norm is not None:
-                record["grad_norm"] = round(float(grad_norm.item()), 5)
-            if aux is not None:
-                record["aux_loss"] = round(aux, 6)
-            if active is not None:
-                record["active_experts"] = round(active, 4)
-            if load is not None:
-                record["expert_load"] = load
-            record.update(_genesis_metrics(out))
-            if births:
-                record["mitosis"] = births
-            metrics.write(record)
-            summary["train_loss"] = loss
-            postfix = {"loss": f"{loss:.3f}", "tok/s": f"{timed_tokens / timed_seconds:.0f}"}
-            if aux is not None:
-                postfix["aux"] = f"{aux:.3f}"
-            if active is not None:
-                postfix["experts"] = f"{active:.2f}"
-            bar.set_postfix(postfix)
-            bar.update(1)
-            last = step == args.steps
-            if args.eval_every and (step % args.eval_every == 0 or last):
-                val = evaluate(model, val_windows, args.batch_size)
-                summary["val_loss"] = val
-                metrics.write({"step": step, "val_loss": round(val, 6)})
-                bar.write(f"step {step}: train loss {loss:.4f}, val loss {val:.4f}")
-            if last or (args.save_every and step % args.save_every == 0):
-                save_checkpoint(args.out, model, optimizer, scheduler, sampler, tokenizer, step,
-                                run_args)
-        if interrupt.hit:
-            save_checkpoint(args.out, model, optimizer, scheduler, sampler, tokenizer, step,
-                            run_args)
-            summary["interrupted"] = True
-            bar.write(f"interrupted: checkpoint saved at step {step}; continue with --resume")
-    bar.close()
-    summary["step"] = step
-    summary["tokens_per_s"] = timed_tokens / timed_seconds if timed_seconds else None
-    return summary
-
-
-def _finish(args, model, tokenizer, summary, log):
-    from .plotting import plot_metrics
-    for line in plot_metrics(os.path.join(args.out, METRICS_FILE), args.out):
-        log(line)
-    if summary["interrupted"] or not args.sample_tokens:
-        return
-    model.eval()
-    prompt = args.sample_prompt
-    ids = genesis.tensor(tokenizer.encode(prompt)[None, :], device=args.device)
-    out = model.generate(ids, max_new_tokens=args.sample_tokens, do_sample=True, temperature=0.8,
-                         top_k=50)
-    sample = tokenizer.decode(out[0].tolist())
-    summary["sample"] = sample
-    log("sample:\n" + sample)

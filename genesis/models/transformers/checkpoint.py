@@ -14,13 +14,15 @@ slots and step counter, so a loaded model routes and grows exactly as the saved 
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from ... import backends, dtypes
+from ..._atomic import atomic_write
+from ...serialization import write_safetensors
 from ...autograd import no_grad
 from ...nn import init
+from .manifest import read_manifest, verify_checkpoint, write_manifest
 
 __all__ = ["load_pretrained", "save_pretrained", "load_hf_state_dict", "hf_to_genesis_state_dict",
            "genesis_to_hf_state_dict", "split_state_dict_into_shards", "parse_size",
@@ -226,12 +228,15 @@ def load_pretrained(cls, path_or_dir, dtype=None, check_memory=True, **overrides
 
     ``dtype``: None (genesis default, float32), "auto" (the config's ``torch_dtype``) or a
     dtype/name such as ``genesis.bfloat16``. ``overrides`` replace config.json fields;
-    ``check_memory=False`` skips the model's up-front memory check.
+    ``check_memory=False`` skips the model's up-front memory check. A folder written by genesis
+    is first checked against its checksum manifest (``CheckpointCorruptError`` names a damaged
+    file).
     Every parameter must be present with the right shape; unknown tensors are an error.
     Tensors are copied one at a time straight into their parameter (per-expert tensors into
     their slot of the stacked expert weights), so loading needs no second copy of the model.
     """
     from .configuration_moe import MoEConfig
+    _verify_model_files(path_or_dir)
     directory, files = _resolve_checkpoint(path_or_dir)
     if not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
         raise FileNotFoundError(f"from_pretrained: {directory} has no {CONFIG_NAME}")
@@ -246,6 +251,26 @@ def load_pretrained(cls, path_or_dir, dtype=None, check_memory=True, **overrides
     _copy_tensors(model, files, plan)
     model.eval()
     return model
+
+
+def _is_model_file(name):
+    return name in (CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME) or bool(_SHARD_RE.match(name))
+
+
+def _verify_model_files(path):
+    """Check config and weights against the folder's checksum manifest, when it has one."""
+    path = os.fspath(path)
+    directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        return
+    listed = read_manifest(directory)
+    if listed is None:
+        return
+    if os.path.isfile(path):
+        names = {CONFIG_NAME, os.path.basename(path)}
+    else:
+        names = {n for n in set(os.listdir(directory)) | set(listed) if _is_model_file(n)}
+    verify_checkpoint(directory, sorted(names))
 
 
 def _load_plan(model, headers, source):
@@ -379,33 +404,13 @@ def split_state_dict_into_shards(state, max_shard_size):
     return shards
 
 
-def _atomic_write(path, write):
-    """Run ``write(tmp_path)`` then rename over ``path`` so readers never see a partial file."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_json(path, obj):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    _atomic_write(path, write)
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _write_safetensors(path, tensors):
-    from safetensors.numpy import save_file
     arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}  # keeps 0-d tensors 0-d
-    _atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata={"format": "pt"}))
+    return atomic_write(path, lambda f: write_safetensors(f, arrays, {"format": "pt"}))
 
 
 def _model_arrays(model):
@@ -426,8 +431,10 @@ def save_pretrained(model, save_directory, max_shard_size="5GB", safe_serializat
 
     One ``model.safetensors`` when everything fits in ``max_shard_size`` (decimal units: "5GB"
     = 5*10^9 bytes, as HF), else ``model-0000i-of-0000N.safetensors`` shards plus
-    ``model.safetensors.index.json``. Every file is written to a temporary name and renamed;
-    weight files of an earlier save that the new one does not use are removed afterwards.
+    ``model.safetensors.index.json``. Every file is written atomically and durably; weight
+    files of an earlier save that the new one does not use are removed afterwards; the
+    checksum manifest (``genesis_manifest.json``) is written last. Returns ``{file name:
+    FileDigest}`` of the files written (manifest excluded).
     """
     if not safe_serialization:
         raise ValueError("save_pretrained: genesis writes safetensors only (pickle-based "
@@ -443,21 +450,24 @@ def save_pretrained(model, save_directory, max_shard_size="5GB", safe_serializat
     floating = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
     if floating:
         config.dtype = floating[0].name
-    config.save_pretrained(save_directory)
+    digests = {CONFIG_NAME: config.save_pretrained(save_directory)}
     if len(shards) == 1:
         names = {WEIGHTS_NAME: shards[0]}
     else:
         names = {f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors": shard
                  for i, shard in enumerate(shards)}
     for filename, shard in names.items():
-        _write_safetensors(os.path.join(save_directory, filename), shard)
+        digests[filename] = _write_safetensors(os.path.join(save_directory, filename), shard)
     if len(shards) > 1:
         index = {"metadata": {"total_parameters": int(sum(v.size for v in state.values())),
                               "total_size": int(sum(v.nbytes for v in state.values()))},
                  "weight_map": {k: f for f, shard in names.items() for k in shard}}
-        _write_json(os.path.join(save_directory, WEIGHTS_INDEX_NAME), index)
+        digests[WEIGHTS_INDEX_NAME] = _write_json(os.path.join(save_directory,
+                                                               WEIGHTS_INDEX_NAME), index)
     keep = set(names) | ({WEIGHTS_INDEX_NAME} if len(shards) > 1 else set())
     for filename in os.listdir(save_directory):
         stale = filename in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) or _SHARD_RE.match(filename)
         if stale and filename not in keep:
             os.remove(os.path.join(save_directory, filename))
+    write_manifest(save_directory, digests)
+    return digests

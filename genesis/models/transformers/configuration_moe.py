@@ -2,14 +2,18 @@
 
 One config class covers Mixtral, Qwen2-MoE, DeepSeek-MoE and the dense Llama/Qwen2 layouts:
 ``from_pretrained`` reads a HuggingFace ``config.json`` of those ``model_type``s and maps their
-field names; unknown fields are kept as attributes and written back, as HuggingFace does.
+field names; unknown fields are kept as attributes and written back, as HuggingFace does
+(except, in a ``genesis_moe`` config, a near miss of a known field: refused as a typo).
 """
 import copy
 import json
+import math
 import numbers
 import os
 
 from ... import dtypes
+from ..._atomic import atomic_write
+from .manifest import update_manifest
 
 __all__ = ["MoEConfig", "available_memory_bytes", "check_memory", "format_bytes"]
 
@@ -157,7 +161,10 @@ class MoEConfig:
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         self.dtype = dtype
-        for key, value in self._apply_aliases(kwargs).items():
+        unknown = self._apply_aliases(kwargs)
+        if self.model_type == "genesis_moe":
+            _reject_misspelled(unknown)
+        for key, value in unknown.items():
             setattr(self, key, value)
         self._fill_derived()
         self.validate()
@@ -198,6 +205,8 @@ class MoEConfig:
             self.dtype = str(self.dtype)
         if isinstance(self.dtype, str):
             self.dtype = self.dtype.replace("torch.", "").replace("genesis.", "")
+        for name in ("hidden_size", "num_attention_heads", "intermediate_size"):
+            _check_int(self, name, 1)
         if self.head_dim is None and self.num_attention_heads:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(
@@ -234,13 +243,9 @@ class MoEConfig:
         _check_choice(self, "router_type", ROUTER_TYPES)
         _check_choice(self, "model_type", MODEL_TYPES)
         for name in ("rms_norm_eps", "rope_theta", "routed_scaling_factor"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(f"MoEConfig: {name} must be a number > 0, got {value!r}")
+            _check_real(self, name, 0.0, None, low_open=True)
         for name in ("router_aux_loss_coef", "router_z_loss_coef", "initializer_range"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value < 0:
-                raise ValueError(f"MoEConfig: {name} must be a number >= 0, got {value!r}")
+            _check_real(self, name, 0.0, None)
         for name in ("attention_dropout", "router_jitter_noise"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or not 0 <= value < 1:
@@ -410,8 +415,8 @@ class MoEConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, json_file_path):
-        """Write ``to_dict`` to a JSON file (atomically: temporary file, then rename)."""
-        _atomic_write(json_file_path, self.to_json_string())
+        """Write ``to_dict`` to a JSON file (atomically and durably); returns its FileDigest."""
+        return atomic_write(json_file_path, self.to_json_string())
 
     def to_hf_dict(self):
         """The config as HuggingFace writes it for ``model_type`` (plus the genesis fields)."""
@@ -438,13 +443,16 @@ class MoEConfig:
                 if not (v is None and defaults.get(k, object()) is None)}
 
     def save_pretrained(self, save_directory):
-        """Write ``config.json`` (HF field names for HF model types) into ``save_directory``."""
+        """Write ``config.json`` (HF field names for HF model types) into ``save_directory``
+        atomically; returns its FileDigest (SHA-256 and size, for checkpoint manifests)."""
         if os.path.isfile(save_directory):
             raise ValueError(f"MoEConfig.save_pretrained: {save_directory!r} is a file; expected "
                              "a directory")
         os.makedirs(save_directory, exist_ok=True)
         text = json.dumps(self.to_hf_dict(), indent=2, sort_keys=True) + "\n"
-        _atomic_write(os.path.join(save_directory, CONFIG_NAME), text)
+        digest = atomic_write(os.path.join(save_directory, CONFIG_NAME), text)
+        update_manifest(save_directory, {CONFIG_NAME: digest})
+        return digest
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
@@ -562,14 +570,33 @@ def _check_int(config, name, low):
 
 
 def _check_real(config, name, low, high, low_open=False):
-    """A real number in ``[low, high]`` (``(low, high]`` when ``low_open``; no upper bound when
-    ``high`` is None), else ``ValueError`` naming the field."""
+    """A finite real number in ``[low, high]`` (``(low, high]`` when ``low_open``; no upper
+    bound when ``high`` is None), else ``ValueError`` naming the field."""
     value = getattr(config, name)
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
-        (value > low if low_open else value >= low) and (high is None or value <= high)
+        math.isfinite(value) and (value > low if low_open else value >= low) and \
+        (high is None or value <= high)
     if not ok:
         bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
-        raise ValueError(f"MoEConfig: {name} must be a number in {bounds}, got {value!r}")
+        raise ValueError(f"MoEConfig: {name} must be a finite number in {bounds}, "
+                         f"got {value!r}")
+
+
+_RETIRED = {"genesis_lambda_cost"}   # removed fields: validation explains each one
+
+
+def _reject_misspelled(unknown):
+    """Raise ``ValueError`` for an unknown field that is a near miss of a known one (a typo
+    would otherwise be kept as an inert attribute and the default used silently)."""
+    import difflib
+    known = set(_defaults()) | set(_ALIASES) | {"aux_loss_type", "decoder_sparse_step",
+                                                 "moe_layer_freq"}
+    for key in unknown:
+        if key in _RETIRED:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"MoEConfig: unknown field {key!r}; did you mean {close[0]!r}?")
 
 
 def _check_choice(config, name, choices):
@@ -583,13 +610,6 @@ def _defaults():
     sig = inspect.signature(MoEConfig.__init__)
     return {k: p.default for k, p in sig.parameters.items()
             if p.default is not inspect.Parameter.empty}
-
-
-def _atomic_write(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- memory sizing
