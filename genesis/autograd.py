@@ -6,6 +6,7 @@ A differentiable op is a ``Function`` subclass whose ``forward(ctx, *args)`` and
 records a ``Node`` that links the outputs to the inputs' nodes.
 """
 import functools
+import inspect
 import threading
 
 import ml_dtypes
@@ -32,7 +33,11 @@ def is_grad_enabled():
 
 
 class _GradContext:
-    """Base for grad-mode context managers that also work as decorators."""
+    """Base for grad-mode objects: context managers that also decorate functions and generators.
+
+    As in PyTorch, a decorated function runs under a fresh copy of the object at each call, so
+    decorating never changes the mode of the code around it.
+    """
 
     _target = True
 
@@ -44,52 +49,107 @@ class _GradContext:
         _mode.enabled = self._prev
         return False
 
+    def clone(self):
+        """A fresh object with the same setting (what each decorated call enters)."""
+        return self.__class__()
+
     def __call__(self, fn):
+        if inspect.isgeneratorfunction(fn):
+            return _wrap_generator(self, fn)
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__(*self._args()):
+            with self.clone():
                 return fn(*args, **kwargs)
         return wrapper
 
-    def _args(self):
-        return ()
+
+def _wrap_generator(mode, fn):
+    """Run each step of the generator ``fn`` under ``mode`` (and nothing outside it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        gen = fn(*args, **kwargs)
+        try:
+            with mode.clone():
+                response = gen.send(None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    with mode.clone():
+                        gen.close()
+                    raise
+                except BaseException as exc:
+                    with mode.clone():
+                        response = gen.throw(exc)
+                else:
+                    with mode.clone():
+                        response = gen.send(request)
+        except StopIteration as stop:
+            return stop.value
+    return wrapper
 
 
-class no_grad(_GradContext):
+class _NoParamGradContext(_GradContext):
+    """Grad-mode objects that also decorate without parentheses (``@no_grad``), as in PyTorch."""
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
+
+
+class no_grad(_NoParamGradContext):
     """Context manager / decorator that disables graph recording."""
 
     _target = False
 
 
-class inference_mode(no_grad):
-    """Alias of ``no_grad`` (genesis has no separate inference tensors)."""
-
-    def __init__(self, mode=True):
-        self._target = not mode
-
-    def _args(self):
-        return (not self._target,)
-
-
-class enable_grad(_GradContext):
+class enable_grad(_NoParamGradContext):
     """Context manager / decorator that enables graph recording."""
 
     _target = True
 
 
+class inference_mode(_GradContext):
+    """``no_grad`` under PyTorch's name (genesis has no separate inference tensors).
+
+    As in PyTorch, ``inference_mode(False)`` turns grad mode on inside its block.
+    """
+
+    def __new__(cls, mode=True):
+        if callable(mode) and not isinstance(mode, bool):
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+        self._target = not self.mode
+
+    def clone(self):
+        return self.__class__(self.mode)
+
+
 class set_grad_enabled(_GradContext):
-    """Set grad mode; works as a call, a context manager or a decorator, as in PyTorch."""
+    """Set grad mode now; as a context manager or decorator the previous mode comes back after."""
 
     def __init__(self, mode):
-        self._target = bool(mode)
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {type(mode).__name__}")
         self._prev = _mode.enabled
-        _mode.enabled = self._target
+        self.mode = mode
+        _mode.enabled = mode
+
+    def __call__(self, fn):
+        _mode.enabled = self._prev
+        return super().__call__(fn)
 
     def __enter__(self):
         pass
 
-    def _args(self):
-        return (self._target,)
+    def clone(self):
+        return self.__class__(self.mode)
 
 
 def unbroadcast(grad, shape):
