@@ -155,7 +155,8 @@ def _inplace(name):
 
 for _name in ("add sub mul div pow clamp clip masked_fill exp log neg sqrt rsqrt abs sigmoid "
               "tanh relu floor ceil round trunc sin cos lerp remainder fmod scatter scatter_add "
-              "index_add index_fill tril triu sign erf reciprocal square").split():
+              "index_add index_fill tril triu sign erf reciprocal square floor_divide frac "
+              "nan_to_num").split():
     setattr(Tensor, _name + "_", _inplace(_name))
 
 Tensor.__iadd__ = Tensor.add_
@@ -163,6 +164,8 @@ Tensor.__isub__ = Tensor.sub_
 Tensor.__imul__ = Tensor.mul_
 Tensor.__itruediv__ = Tensor.div_
 Tensor.__ipow__ = Tensor.pow_
+Tensor.__ifloordiv__ = Tensor.floor_divide_
+Tensor.__imod__ = Tensor.remainder_
 
 
 def _fill_array(self, arr, op):

@@ -64,8 +64,8 @@ def _python_to_numpy(data):
 
 def _move(arr, dev):
     if dev.type == "cpu":
-        if isinstance(arr, np.ndarray):
-            return arr
+        if isinstance(arr, (np.ndarray, np.generic)):
+            return np.asarray(arr)
         return arr.get()
     cp = backends.xp_for(dev)
     with cp.cuda.Device(dev.index):
