@@ -4,7 +4,7 @@ import numpy as np
 from . import ops
 from .autograd import _mode
 from .random import device_rng, draw_normal, draw_uniform
-from .tensor import Tensor
+from .tensor import Tensor, check_no_internal_overlap
 
 # Methods that forward to the op of the same name with ``self`` first.
 _FORWARDED = """
@@ -97,6 +97,7 @@ def _write_result(self, result, op):
     if tuple(result.shape) != tuple(self.shape):
         raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
                            f"broadcast shape {tuple(result.shape)}")
+    check_no_internal_overlap(self._array, op)
     tracked = result.requires_grad and _mode.enabled
     if tracked and self._base is not None:
         raise RuntimeError(f"{op}: in-place operation on a view with an operand that requires "
@@ -170,6 +171,8 @@ Tensor.__imod__ = Tensor.remainder_
 
 def _fill_array(self, arr, op):
     _check_inplace(self, op)
+    if op not in ("zero_", "fill_"):
+        check_no_internal_overlap(self._array, op)
     self._array[...] = arr
     self._version[0] += 1
     return self

@@ -196,16 +196,16 @@ class Tensor:
 
     @data.setter
     def data(self, value):
+        """``x.data = y``: ``x`` takes ``y``'s memory, shape, dtype and device (as in PyTorch);
+        its graph position, grad and aliases made before stay as they were."""
         if not isinstance(value, Tensor):
             raise TypeError(f"data: assigned value must be a Tensor, got {type(value).__name__}")
-        if value.device != self.device:
-            raise RuntimeError(f"data: cannot assign a {value.device} tensor to the .data of a "
-                               f"{self.device} tensor")
         if self._requires_grad and not value.dtype.is_floating_point:
             raise RuntimeError(f"data: cannot assign a {value.dtype} tensor to the .data of a "
                                "tensor that requires grad (only floating point dtypes can)")
         self._array = value._array
         self.dtype = value.dtype
+        self.device = value.device
 
     def detach(self):
         """A tensor sharing this data, cut from the graph."""
@@ -445,6 +445,16 @@ class Tensor:
         for key, value in self.__dict__.items():
             setattr(new, key, copy.deepcopy(value, memo))
         return new
+
+
+def check_no_internal_overlap(arr, op):
+    """Refuse to write into an array whose elements share memory (an ``expand`` view), as
+    PyTorch does: the result would depend on the order of the writes."""
+    if 0 in arr.strides and arr.size > 1 and any(
+            st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
+        raise RuntimeError(f"{op}: unsupported operation: more than one element of the "
+                           "written-to tensor refers to a single memory location (an expand() "
+                           "view); clone() the tensor before performing the operation")
 
 
 def _zero_grads(tensors, set_to_none=True):

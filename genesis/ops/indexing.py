@@ -14,7 +14,7 @@ from .. import backends, dtypes
 from ..backends import scatter as _scatter
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, _mode, unbroadcast
-from ..tensor import Tensor, _wrap_dim
+from ..tensor import Tensor, _wrap_dim, check_no_internal_overlap
 from .elementwise import check_bool_mask, clone, mul, to_dtype
 
 __all__ = ["getitem", "setitem", "gather", "take_along_dim", "scatter", "scatter_add",
@@ -293,6 +293,8 @@ def setitem(input, index, value):
     value_grad = isinstance(value, Tensor) and value.requires_grad
     if not (_mode.enabled and (input.requires_grad or value_grad)):
         view, idx = _target(input._array, basic, adv)
+        if adv is None:
+            check_no_internal_overlap(view, "setitem")
         raw = value._array if isinstance(value, Tensor) else value
         try:
             view[idx] = raw

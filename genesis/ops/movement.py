@@ -234,14 +234,19 @@ moveaxis = movedim
 
 # --------------------------------------------------------------------------- expansion
 class Expand(Function):
-    """Broadcast to a larger shape without copying (a read-only view)."""
+    """Broadcast to a larger shape without copying: a view whose repeated elements share memory
+    (filling it works, other in-place writes are refused, as in PyTorch)."""
 
     is_view = True
 
     @staticmethod
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
-        return ctx.xp.broadcast_to(x, shape)
+        out = ctx.xp.broadcast_to(x, shape)
+        if ctx.xp is np:
+            out = np.lib.stride_tricks.as_strided(x, out.shape, out.strides,
+                                                  writeable=x.flags.writeable)
+        return out
 
     @staticmethod
     def backward(ctx, g):
