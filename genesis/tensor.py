@@ -427,6 +427,12 @@ class Tensor:
         from ._format import format_tensor
         return format_tensor(self)
 
+    def __format__(self, format_spec):
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its Python number; others as ``str``."""
+        if self._array.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __getstate__(self):
         raise TypeError("genesis tensors are not picklable; use genesis.save (safetensors)")
 
