@@ -18,7 +18,7 @@ def _to_array(data, dtype=None, dev=CPU):
     elif hasattr(data, "__cuda_array_interface__"):
         arr = data
     else:
-        arr = _python_to_numpy(data)
+        arr = _python_to_numpy(data, exact=dtype is not None)
     if arr.dtype not in dtypes._FROM_NP:
         if dtype is None and arr.dtype.kind == "f":
             arr = arr.astype(dtypes.get_default_dtype().np)
@@ -35,13 +35,15 @@ def _to_array(data, dtype=None, dev=CPU):
     return arr
 
 
-def _python_to_numpy(data):
+def _python_to_numpy(data, exact=False):
+    """Python numbers and nested sequences as an array; floats take the default dtype unless
+    ``exact`` (a dtype was requested: keep float64 so the final cast rounds only once)."""
     if isinstance(data, (bool, np.bool_)):
         return np.array(data, dtype=np.bool_)
     if isinstance(data, numbers.Integral):
         return np.array(data, dtype=np.int64)
     if isinstance(data, numbers.Real):
-        return np.array(data, dtype=dtypes.get_default_dtype().np)
+        return np.array(data, dtype=np.float64 if exact else dtypes.get_default_dtype().np)
     if isinstance(data, (list, tuple)):
         if any(isinstance(x, Tensor) for x in data):
             data = [x.tolist() if isinstance(x, Tensor) else x for x in data]
@@ -53,7 +55,7 @@ def _python_to_numpy(data):
             raise ValueError("tensor: ragged nested sequences cannot become a tensor; every "
                              "row must have the same length")
         if arr.dtype.kind == "f":
-            return arr.astype(dtypes.get_default_dtype().np)
+            return arr if exact else arr.astype(dtypes.get_default_dtype().np)
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64)
         if arr.size == 0 and arr.dtype.kind not in "b":

@@ -102,3 +102,21 @@ def test_concatenate_is_cat():
     a, b = genesis.ones(2, 1), genesis.zeros(2, 2)
     assert genesis.concatenate([a, b], dim=1).tolist() == [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
     assert genesis.concatenate is genesis.cat
+
+
+@pytest.mark.parametrize("make", [lambda lib, v: lib.tensor(v, dtype=lib.float64),
+                                  lambda lib, v: lib.tensor(v[0], dtype=lib.float64),
+                                  lambda lib, v: lib.as_tensor(v, dtype=lib.float64),
+                                  lambda lib, v: lib.tensor([v], dtype=lib.float64)])
+def test_python_floats_keep_float64_precision(make):
+    values = [0.9000000033333331, 2.099999999, 0.1]
+    got = np.asarray(make(genesis, values).tolist(), dtype=np.float64).ravel()
+    np.testing.assert_array_equal(got, np.asarray(values).ravel()[:got.size])
+    assert make(genesis, values).dtype is genesis.float64
+
+
+def test_python_floats_round_once_to_float32():
+    v = [0.9000000033333331, 1e-40]
+    np.testing.assert_array_equal(genesis.tensor(v).numpy(), np.asarray(v, dtype=np.float32))
+    np.testing.assert_array_equal(genesis.tensor(v, dtype=genesis.float16).numpy(),
+                                  np.asarray(v, dtype=np.float16))
