@@ -343,6 +343,8 @@ class Function:
         dev = None
         for a in args:
             if isinstance(a, tensor_cls):
+                if a._base is not None:
+                    a._sync_view()
                 d = a.device
                 if dev is None:
                     dev = d
@@ -379,18 +381,22 @@ class Function:
                                ) from None
         multi = type(out) is tuple
         outs = out if multi else (out,)
-        base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None
-        if base is not None and base._base is not None:
-            base = base._base
+        base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) and \
+            ctx.xp.may_share_memory(outs[0], raw[0]) else None
+        replay = None
+        if base is not None:
+            replay = base.__dict__.get("_view_replay", ()) if base._base is not None else ()
+            replay = replay + ((cls, args[1:], kwargs),)
+            if base._base is not None:
+                base = base._base
         make = tensor_cls._make
         if not record:
             if not multi and base is None:
                 return make(out, device=dev)
             results = tuple(make(o, device=dev) for o in outs)
             if base is not None:
-                for r in results:
-                    r._version = base._version
-                    r._base = base
+                for i, r in enumerate(results):
+                    _mark_view(r, base, replay, i if multi else None)
             return results if multi else results[0]
         outs = tuple(o if type(o) is np.ndarray or hasattr(o, "__cuda_array_interface__")
                      else ctx.xp.asarray(o) for o in outs)
@@ -404,8 +410,7 @@ class Function:
             else:
                 t = make(o, device=dev)
             if base is not None:
-                t._version = base._version
-                t._base = base
+                _mark_view(t, base, replay, i if multi else None)
             results.append(t)
         if ctx.to_save:
             _record_versions(ctx, args, results)
@@ -435,6 +440,16 @@ def _tensor_cls():
         from .tensor import Tensor
         _TENSOR.append(Tensor)
     return _TENSOR[0]
+
+
+def _mark_view(view, base, replay, output_nr):
+    """Make ``view`` share ``base``'s version counter and remember how to re-derive it from
+    ``base`` (``replay``: the chain of view ops), for ``Tensor._sync_view``."""
+    view._version = base._version
+    view._base = base
+    view._view_replay = replay if output_nr is None else replay[:-1] + (
+        replay[-1] + (output_nr,),)
+    view._view_version = base._version[0]
 
 
 def _record_versions(ctx, args, results):

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from . import backends, dtypes
-from .autograd import AccumulateGrad, backward as _autograd_backward
+from .autograd import AccumulateGrad, backward as _autograd_backward, is_grad_enabled
 from .device import CPU, as_device, device as _device_cls
 
 
@@ -155,8 +155,31 @@ class Tensor:
             self._accumulator = AccumulateGrad(self)
         return self._accumulator
 
+    def _sync_view(self):
+        """After the base of this view changed in place, re-derive the view's graph position
+        from the base (as PyTorch does), so gradients through the view see the change."""
+        d = self.__dict__
+        if d.get("_view_version", self._version[0]) == self._version[0] or \
+                not is_grad_enabled():
+            return
+        d["_view_version"] = self._version[0]
+        base = self._base
+        if not (base._requires_grad or self._requires_grad):
+            return
+        current = base
+        for step in d["_view_replay"]:
+            cls, rest, kwargs = step[:3]
+            current = cls.apply(current, *rest, **kwargs)
+            if len(step) == 4:
+                current = current[step[3]]
+        self.grad_fn = current.grad_fn
+        self._output_nr = current._output_nr
+        self._requires_grad = current._requires_grad
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Compute gradients of this tensor with respect to graph leaves."""
+        if self._base is not None:
+            self._sync_view()
         _autograd_backward(self, gradient, retain_graph, create_graph)
 
     def register_hook(self, hook):

@@ -324,3 +324,90 @@ def test_data_setter_moves_between_devices_like_torch():
     assert w.grad.device.type == "cuda" and w.grad.cpu().tolist() == [2.0, 4.0]
     w.data = w.data.cpu()
     assert w.device.type == "cpu" and w.tolist() == [1.0, 2.0]
+
+
+# --------------------------------------------------------------------------- writes and graphs
+def _write_case(lib, name):
+    """An in-place write into a tensor (or a view of it) on the graph of ``w``; returns the
+    values and ``w``'s gradient of a weighted sum of the written tensor."""
+    w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = w * 2
+    write = {
+        "zero": lambda: y.zero_(), "fill": lambda: y.fill_(5.0),
+        "copy_constant": lambda: y.copy_(lib.ones(3)),
+        "setitem_constant": lambda: y.__setitem__(0, 7.0),
+        "view_zero": lambda: y[1:].zero_(), "view_mul": lambda: y.view(3).mul_(3.0),
+        "view_copy_grad": lambda: y[:2].copy_(w[1:] * 10),
+        "view_setitem_grad": lambda: y.view(3).__setitem__(0, w[2] * 10),
+        "chained_view_add": lambda: y.view(3, 1).t().add_(w),
+        "index_view_iadd": lambda: y[1].__iadd__(w[0]),
+        "split_view_mul": lambda: y.split(2)[1].mul_(w[2:]),
+    }
+    try:
+        write[name]()
+    except RuntimeError:
+        return "RuntimeError"
+    (y * lib.tensor([1.0, 10.0, 100.0])).sum().backward()
+    return y.tolist(), w.grad.tolist()
+
+
+WRITE_CASES = ["zero", "fill", "copy_constant", "setitem_constant", "view_zero", "view_mul",
+               "view_copy_grad", "view_setitem_grad", "chained_view_add", "index_view_iadd",
+               "split_view_mul"]
+
+
+@pytest.mark.parametrize("name", WRITE_CASES)
+def test_inplace_writes_on_the_graph_like_torch(name):
+    torch = pytest.importorskip("torch")
+    assert _write_case(genesis, name) == _write_case(torch, name)
+
+
+def test_inplace_writes_on_the_graph_hand_checked():
+    # y = 2w overwritten by a constant: no gradient reaches w
+    assert _write_case(genesis, "zero") == ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    # y[1:] zeroed: only y[0] = 2 w0 carries a gradient (weight 1)
+    assert _write_case(genesis, "view_zero") == ([2.0, 0.0, 0.0], [2.0, 0.0, 0.0])
+    # y[:2] = 10 * w[1:]: y = [20, 30, 6]; dL/dw = [0, 10 * 1, 10 * 10 + 100 * 2]
+    assert _write_case(genesis, "view_copy_grad") == ([20.0, 30.0, 6.0], [0.0, 10.0, 300.0])
+    # as in PyTorch, one of several views returned by split() cannot be written on the graph
+    assert _write_case(genesis, "split_view_mul") == "RuntimeError"
+
+
+def _stale_view_case(lib, name):
+    """A view made before its base changed in place, used afterwards."""
+    w = lib.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = w * 1
+    view = {"view": lambda: y.view(4), "slice": lambda: y[0], "t": lambda: y.t()}[name]()
+    y.mul_(3.0)
+    (view * view).sum().backward()
+    return view.tolist(), w.grad.tolist()
+
+
+@pytest.mark.parametrize("name", ["view", "slice", "t"])
+def test_view_used_after_its_base_changed_like_torch(name):
+    torch = pytest.importorskip("torch")
+    assert _stale_view_case(genesis, name) == _stale_view_case(torch, name)
+
+
+def test_view_used_after_its_base_changed_hand_checked():
+    # view = 3w, loss = sum(9 w^2): gradient 18 w (not 6 w from the stale graph)
+    assert _stale_view_case(genesis, "view") == ([3.0, 6.0, 9.0, 12.0],
+                                                 [[18.0, 36.0], [54.0, 72.0]])
+
+
+def test_inplace_on_view_of_leaf_requiring_grad_raises_like_torch():
+    w = genesis.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        w[0:1].mul_(2.0)
+    with pytest.raises(RuntimeError, match="leaf"):
+        w.view(2).zero_()
+    with genesis.no_grad():
+        w.view(2).zero_()
+    assert w.tolist() == [0.0, 0.0]
+
+
+def test_reshape_that_copies_is_not_an_alias_like_torch():
+    x = genesis.arange(6.0).reshape(2, 3).t()
+    r = x.reshape(6)
+    r.add_(100.0)
+    assert x.tolist() == [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
