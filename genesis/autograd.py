@@ -322,7 +322,8 @@ class Function:
     per ``forward`` argument.
     """
 
-    is_view = False
+    is_view = False          # outputs alias the first input's memory
+    view_may_copy = False    # ... unless the op had to copy (checked after forward)
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -343,7 +344,7 @@ class Function:
         dev = None
         for a in args:
             if isinstance(a, tensor_cls):
-                if a._base is not None:
+                if a._base is not None and a.__dict__["_view_version"] != a._version[0]:
                     a._sync_view()
                 d = a.device
                 if dev is None:
@@ -381,8 +382,10 @@ class Function:
                                ) from None
         multi = type(out) is tuple
         outs = out if multi else (out,)
-        base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) and \
-            ctx.xp.may_share_memory(outs[0], raw[0]) else None
+        base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None
+        if base is not None and cls.view_may_copy and not ctx.xp.may_share_memory(outs[0],
+                                                                                raw[0]):
+            base = None
         replay = None
         if base is not None:
             replay = base.__dict__.get("_view_replay", ()) if base._base is not None else ()

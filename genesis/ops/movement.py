@@ -77,6 +77,7 @@ class Reshape(Function):
     """A new shape for the same elements (a view when the layout allows, else a copy)."""
 
     is_view = True
+    view_may_copy = True
 
     @staticmethod
     def forward(ctx, x, shape):
