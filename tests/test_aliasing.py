@@ -18,7 +18,8 @@ def _alias_kinds():
     return {
         "detach": (plain, lambda lib, x, arr: x.detach()),
         "data": (plain, lambda lib, x, arr: x.data),
-        "from_numpy": (lambda lib, arr: lib.from_numpy(arr), lambda lib, x, arr: lib.from_numpy(arr)),
+        "from_numpy": (lambda lib, arr: lib.from_numpy(arr),
+                       lambda lib, x, arr: lib.from_numpy(arr)),
         "index_row": (plain, lambda lib, x, arr: x[1]),
         "slice": (plain, lambda lib, x, arr: x[:, 1:]),
         "step_slice": (plain, lambda lib, x, arr: x[:, ::2]),
@@ -204,6 +205,13 @@ def _grad_case(lib, name):
         (w ** 3).sum().backward()
         lib.optim.Adam([w], lr=0.5).step()
         out["aliases"] = [a.tolist(), d.tolist()]
+    elif name == "sgd_step_seen_by_numpy_reshape_and_expand":
+        arr = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+        p = lib.nn.Parameter(lib.from_numpy(arr))
+        r, e = p.detach().reshape(3), p.detach().expand(2, 3)
+        (p * p).sum().backward()
+        lib.optim.SGD([p], lr=0.25).step()
+        out["aliases"] = [arr.tolist(), r.tolist(), e.tolist()]
     elif name == "data_mul_hidden_from_autograd":
         y = (w * w).sum()
         w.data.mul_(2.0)
@@ -268,7 +276,8 @@ def _grad_case(lib, name):
 
 
 GRAD_CASES = ["detach_alias_after_no_grad_add", "data_alias_after_optimizer_step",
-              "adam_step_seen_by_aliases", "data_mul_hidden_from_autograd",
+              "adam_step_seen_by_aliases", "sgd_step_seen_by_numpy_reshape_and_expand",
+              "data_mul_hidden_from_autograd",
               "detach_mul_detected_by_autograd", "inplace_on_leaf_raises",
               "inplace_on_nonleaf_gradient", "inplace_on_saved_nonleaf_detected",
               "copy_into_buffer_gradient",
@@ -307,6 +316,9 @@ def test_grad_aliasing_hand_checked():
     np.testing.assert_allclose(res["aliases"][0], [0.42, 0.84, 1.26], rtol=1e-6)
     np.testing.assert_allclose(res["aliases"][1], [0.42, 0.84, 1.26], rtol=1e-6)
     np.testing.assert_allclose(res["aliases"][2], [0.84, 1.26], rtol=1e-6)
+    # p - 0.25 * 2p = p / 2, seen by the NumPy array and by every view
+    res = _grad_case(genesis, "sgd_step_seen_by_numpy_reshape_and_expand")
+    assert res["aliases"] == [[[0.5, 1.0, 1.5]], [0.5, 1.0, 1.5], [[0.5, 1.0, 1.5]] * 2]
     res = _grad_case(genesis, "copy_into_buffer_gradient")
     assert res == {"grad": [18.0, 36.0, 54.0], "alias": [3.0, 6.0, 9.0]}
     res = _grad_case(genesis, "setitem_from_grad_value")

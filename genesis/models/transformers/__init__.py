@@ -8,7 +8,8 @@ from .generation import DynamicCache, GenerationMixin
 from .presets import get_moe_config, list_moe_configs
 from .routing import MoERouter, RouterOutput
 
-__all__ = ["AutoConfig", "AutoModelForCausalLM", "MoEConfig", "MoEForCausalLM", "MoEModel", "MoEPreTrainedModel", "get_moe_config",
+__all__ = ["AutoConfig", "AutoModelForCausalLM", "MoEConfig", "MoEForCausalLM", "MoEModel",
+           "MoEPreTrainedModel", "get_moe_config",
            "list_moe_configs", "MoECausalLMOutput", "MoEModelOutput", "MoERMSNorm",
            "MoERotaryEmbedding", "MoEAttention", "DenseFFN", "MoEExperts", "MoESparseBlock",
            "MoEDecoderLayer", "MoERouter", "RouterOutput", "DynamicCache", "GenerationMixin"]
