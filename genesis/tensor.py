@@ -125,6 +125,8 @@ class Tensor:
     # ----------------------------------------------------------------- autograd fields
     @property
     def requires_grad(self):
+        if self._base is not None:
+            self._sync_view()
         return self._requires_grad
 
     @requires_grad.setter

@@ -212,6 +212,13 @@ def _grad_case(lib, name):
         (p * p).sum().backward()
         lib.optim.SGD([p], lr=0.25).step()
         out["aliases"] = [arr.tolist(), r.tolist(), e.tolist()]
+    elif name == "view_of_buffer_joins_graph":
+        buf = lib.zeros(3)
+        v = buf[0:2]
+        buf.copy_(w * 1)
+        out["requires_grad"] = v.requires_grad
+        (v * v).sum().backward()
+        out["grad"] = w.grad.tolist()
     elif name == "data_mul_hidden_from_autograd":
         y = (w * w).sum()
         w.data.mul_(2.0)
@@ -277,7 +284,7 @@ def _grad_case(lib, name):
 
 GRAD_CASES = ["detach_alias_after_no_grad_add", "data_alias_after_optimizer_step",
               "adam_step_seen_by_aliases", "sgd_step_seen_by_numpy_reshape_and_expand",
-              "data_mul_hidden_from_autograd",
+              "view_of_buffer_joins_graph", "data_mul_hidden_from_autograd",
               "detach_mul_detected_by_autograd", "inplace_on_leaf_raises",
               "inplace_on_nonleaf_gradient", "inplace_on_saved_nonleaf_detected",
               "copy_into_buffer_gradient",
@@ -307,6 +314,8 @@ def test_grad_aliasing_hand_checked():
     # gradient 2 * w uses the doubled values.
     assert _grad_case(genesis, "data_mul_hidden_from_autograd") == {"grad": [4.0, 8.0, 12.0]}
     assert _grad_case(genesis, "detach_mul_detected_by_autograd") == {"error": "RuntimeError"}
+    assert _grad_case(genesis, "view_of_buffer_joins_graph") == {"requires_grad": True,
+                                                                 "grad": [2.0, 4.0, 0.0]}
     # y = 3 * (2w) + w -> dy/dw = 7; the detached alias saw both in-place updates
     assert _grad_case(genesis, "inplace_on_nonleaf_gradient") == {
         "grad": [7.0, 7.0, 7.0], "alias": [7.0, 14.0, 21.0]}
