@@ -146,8 +146,8 @@ OPS = [
            lambda x: x.astype(np.float32).astype(np.float64), unary_samples(),
            lambda x: x.to(torch.float32).to(torch.float64), atol=1e-6, rtol=1e-6,
            gradcheck=False),
-    OpInfo("to_device", lambda x: genesis.to_device(x, "cpu"), np.copy, unary_samples(),
-           lambda x: x.to("cpu")),
+    OpInfo("to_device", lambda x: genesis.to_device(genesis.to_device(x, "cpu"), x.device),
+           np.copy, unary_samples(), lambda x: x.to("cpu").to(x.device)),
 ]
 OPS += [OpInfo(name, getattr(genesis, name), getattr(np, name), _logic_samples,
                _t(lambda t, n=name: getattr(t, n)), grad=False)
