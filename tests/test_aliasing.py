@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import genesis
+from tests.test_fake_device import fake_gpu  # noqa: F401  (fixture: a CuPy stand-in)
 
 BASE = np.arange(6, dtype=np.float32).reshape(2, 3) + 1.0
 
@@ -432,3 +433,28 @@ def test_reshape_that_copies_is_not_an_alias_like_torch():
     r = x.reshape(6)
     r.add_(100.0)
     assert x.tolist() == [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
+
+
+@pytest.mark.parametrize("name", WRITE_CASES + ["stale_view"])
+def test_inplace_writes_on_the_graph_on_a_gpu_stand_in(fake_gpu, name):
+    """The same writes through views on (stand-in) GPU arrays: values and gradients stay on
+    the device and equal the CPU ones."""
+
+    class OnGPU:
+        """genesis with every new tensor created on the GPU."""
+
+        def __getattr__(self, attr):
+            return getattr(genesis, attr)
+
+        @staticmethod
+        def tensor(data, **kwargs):
+            return genesis.tensor(data, device="cuda", **kwargs)
+
+        @staticmethod
+        def ones(*size, **kwargs):
+            return genesis.ones(*size, device="cuda", **kwargs)
+
+    assert OnGPU().tensor([1.0]).device.type == "cuda"
+    run = (lambda lib: _stale_view_case(lib, "view")) if name == "stale_view" else \
+        (lambda lib: _write_case(lib, name))
+    assert run(OnGPU()) == run(genesis)
