@@ -1,10 +1,11 @@
 """Attach operators, op methods and in-place methods to Tensor (PyTorch's method names)."""
 import numpy as np
 
-from . import ops
+from . import backends, ops
 from .autograd import _mode
+from .ops._views import ViewScatter
 from .random import device_rng, draw_normal, draw_uniform
-from .tensor import Tensor
+from .tensor import Tensor, check_no_internal_overlap
 
 # Methods that forward to the op of the same name with ``self`` first.
 _FORWARDED = """
@@ -78,17 +79,34 @@ Tensor.mT = property(lambda self: ops.transpose(self, -2, -1))
 
 # --------------------------------------------------------------------------- in-place
 def _check_inplace(self, op):
-    if _mode.enabled and self.requires_grad and self.grad_fn is None:
+    if not _mode.enabled:
+        return
+    if self.requires_grad and self.grad_fn is None and self._base is None:
         raise RuntimeError(f"{op}: a leaf tensor that requires grad is being used in an in-place "
                            "operation; wrap it in genesis.no_grad() or use the out-of-place op")
     base = self._base
-    if _mode.enabled and base is not None and (base.requires_grad or self.requires_grad):
-        raise RuntimeError(f"{op}: in-place modification of a view of a tensor that requires "
-                           "grad is not supported; clone() the view or use out-of-place ops")
+    if base is not None and base.requires_grad and base.grad_fn is None:
+        raise RuntimeError(f"{op}: a view of a leaf tensor that requires grad is being used in "
+                           "an in-place operation; wrap it in genesis.no_grad() or clone() it")
+
+
+def _graph_involved(self):
+    """True when an in-place write into ``self`` must be recorded for autograd."""
+    if not _mode.enabled:
+        return False
+    if self._base is not None:
+        self._sync_view()
+        return self._requires_grad or self._base._requires_grad
+    return self._requires_grad
 
 
 def _write_result(self, result, op):
-    """Write ``result`` into ``self``'s memory (every alias sees it) and adopt its graph position."""
+    """Write ``result`` into ``self``'s memory (every alias sees it) and record the write.
+
+    ``self`` adopts ``result``'s graph position; a view instead writes through its base with
+    ``ViewScatter`` (the base takes the new graph position and the view is re-derived from it);
+    a constant written over a tensor that requires grad cuts the gradient to its old values.
+    """
     if result.dtype is not self.dtype:
         if result.dtype.is_floating_point and not self.dtype.is_floating_point:
             raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired "
@@ -97,18 +115,36 @@ def _write_result(self, result, op):
     if tuple(result.shape) != tuple(self.shape):
         raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
                            f"broadcast shape {tuple(result.shape)}")
-    tracked = result.requires_grad and _mode.enabled
-    if tracked and self._base is not None:
-        raise RuntimeError(f"{op}: in-place operation on a view with an operand that requires "
-                           "grad is not supported (the base tensor would miss the gradient "
-                           "path); use an out-of-place op or index assignment on the base")
+    check_no_internal_overlap(self._array, op)
+    tracked = _mode.enabled and (result.requires_grad or _graph_involved(self))
+    if tracked and (self._base is not None or not result.requires_grad):
+        target = self._base if self._base is not None else self
+        replay = self.__dict__.get("_view_replay", ()) if self._base is not None else ()
+        if any(len(step) == 4 for step in replay):
+            raise RuntimeError(f"{op}: this view is one of several outputs of "
+                               f"{replay[-1][0].__name__.lower()} and is being modified in place "
+                               "on the autograd graph, which PyTorch does not allow either; use "
+                               "an out-of-place op")
+        new_target = ViewScatter.apply(target, result, replay)
+        _adopt(target, new_target)
+        if self._base is not None:
+            self._sync_view()
+        return self
+    if tracked:
+        _adopt(self, result)
+        return self
     self._array[...] = result._array
     self._version[0] += 1
-    if tracked:
-        self.grad_fn = result.grad_fn
-        self._output_nr = result._output_nr
-        self._requires_grad = True
     return self
+
+
+def _adopt(self, result):
+    """Copy ``result`` into ``self``'s memory and give ``self`` its graph position."""
+    self._array[...] = result._array
+    self._version[0] += 1
+    self.grad_fn = result.grad_fn
+    self._output_nr = result._output_nr
+    self._requires_grad = True
 
 
 def _snapshot(self):
@@ -121,33 +157,14 @@ def _snapshot(self):
     return t
 
 
-def _grad_tracked(self, args):
-    return _mode.enabled and (self.requires_grad or any(
-        isinstance(a, Tensor) and a.requires_grad for a in args))
-
-
-def _inplace_on_index_view(self, fn, args, kwargs):
-    """``x[i] op= v`` where ``x`` or ``v`` needs grad: compute ``x[i] op v`` out of place (on a
-    copy, so arrays it saves stay intact), assign it into ``x`` with index assignment, and let
-    the view stand for the new value."""
-    parent, index = self._view_source
-    result = fn(self.clone(), *args, **kwargs)
-    ops.setitem(parent, index, result)
-    self.grad_fn = result.grad_fn
-    self._output_nr = result._output_nr
-    self._requires_grad = result.requires_grad
-    return self
-
-
 def _inplace(name):
     def method(self, *args, **kwargs):
-        fn = getattr(ops, name)
-        if self._base is not None and "_view_source" in self.__dict__ \
-                and _grad_tracked(self, args):
-            return _inplace_on_index_view(self, fn, args, kwargs)
-        _check_inplace(self, name + "_")
-        src = _snapshot(self) if _grad_tracked(self, args) else self
-        return _write_result(self, fn(src, *args, **kwargs), name + "_")
+        op = name + "_"
+        _check_inplace(self, op)
+        tracked = _graph_involved(self) or (_mode.enabled and any(
+            isinstance(a, Tensor) and a.requires_grad for a in args))
+        src = _snapshot(self) if tracked else self
+        return _write_result(self, getattr(ops, name)(src, *args, **kwargs), op)
     method.__name__ = name + "_"
     method.__doc__ = f"In-place {name}."
     return method
@@ -155,7 +172,8 @@ def _inplace(name):
 
 for _name in ("add sub mul div pow clamp clip masked_fill exp log neg sqrt rsqrt abs sigmoid "
               "tanh relu floor ceil round trunc sin cos lerp remainder fmod scatter scatter_add "
-              "index_add index_fill tril triu sign erf reciprocal square").split():
+              "index_add index_fill tril triu sign erf reciprocal square floor_divide frac "
+              "nan_to_num").split():
     setattr(Tensor, _name + "_", _inplace(_name))
 
 Tensor.__iadd__ = Tensor.add_
@@ -163,10 +181,20 @@ Tensor.__isub__ = Tensor.sub_
 Tensor.__imul__ = Tensor.mul_
 Tensor.__itruediv__ = Tensor.div_
 Tensor.__ipow__ = Tensor.pow_
+Tensor.__ifloordiv__ = Tensor.floor_divide_
+Tensor.__imod__ = Tensor.remainder_
 
 
 def _fill_array(self, arr, op):
+    """Write values that do not depend on ``self`` (a number or an array) into it."""
     _check_inplace(self, op)
+    if _graph_involved(self):
+        xp = backends.xp_for(self.device)
+        values = xp.empty(self._array.shape, self._array.dtype)
+        values[...] = arr
+        return _write_result(self, Tensor._make(values, device=self.device), op)
+    if op not in ("zero_", "fill_"):
+        check_no_internal_overlap(self._array, op)
     self._array[...] = arr
     self._version[0] += 1
     return self

@@ -6,6 +6,7 @@ A differentiable op is a ``Function`` subclass whose ``forward(ctx, *args)`` and
 records a ``Node`` that links the outputs to the inputs' nodes.
 """
 import functools
+import inspect
 import threading
 
 import ml_dtypes
@@ -32,7 +33,11 @@ def is_grad_enabled():
 
 
 class _GradContext:
-    """Base for grad-mode context managers that also work as decorators."""
+    """Base for grad-mode objects: context managers that also decorate functions and generators.
+
+    As in PyTorch, a decorated function runs under a fresh copy of the object at each call, so
+    decorating never changes the mode of the code around it.
+    """
 
     _target = True
 
@@ -44,52 +49,107 @@ class _GradContext:
         _mode.enabled = self._prev
         return False
 
+    def clone(self):
+        """A fresh object with the same setting (what each decorated call enters)."""
+        return self.__class__()
+
     def __call__(self, fn):
+        if inspect.isgeneratorfunction(fn):
+            return _wrap_generator(self, fn)
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__(*self._args()):
+            with self.clone():
                 return fn(*args, **kwargs)
         return wrapper
 
-    def _args(self):
-        return ()
+
+def _wrap_generator(mode, fn):
+    """Run each step of the generator ``fn`` under ``mode`` (and nothing outside it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        gen = fn(*args, **kwargs)
+        try:
+            with mode.clone():
+                response = gen.send(None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    with mode.clone():
+                        gen.close()
+                    raise
+                except BaseException as exc:
+                    with mode.clone():
+                        response = gen.throw(exc)
+                else:
+                    with mode.clone():
+                        response = gen.send(request)
+        except StopIteration as stop:
+            return stop.value
+    return wrapper
 
 
-class no_grad(_GradContext):
+class _NoParamGradContext(_GradContext):
+    """Grad-mode objects that also decorate without parentheses (``@no_grad``), as in PyTorch."""
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
+
+
+class no_grad(_NoParamGradContext):
     """Context manager / decorator that disables graph recording."""
 
     _target = False
 
 
-class inference_mode(no_grad):
-    """Alias of ``no_grad`` (genesis has no separate inference tensors)."""
-
-    def __init__(self, mode=True):
-        self._target = not mode
-
-    def _args(self):
-        return (not self._target,)
-
-
-class enable_grad(_GradContext):
+class enable_grad(_NoParamGradContext):
     """Context manager / decorator that enables graph recording."""
 
     _target = True
 
 
+class inference_mode(_GradContext):
+    """``no_grad`` under PyTorch's name (genesis has no separate inference tensors).
+
+    As in PyTorch, ``inference_mode(False)`` turns grad mode on inside its block.
+    """
+
+    def __new__(cls, mode=True):
+        if callable(mode) and not isinstance(mode, bool):
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+        self._target = not self.mode
+
+    def clone(self):
+        return self.__class__(self.mode)
+
+
 class set_grad_enabled(_GradContext):
-    """Set grad mode; works as a call, a context manager or a decorator, as in PyTorch."""
+    """Set grad mode now; as a context manager or decorator the previous mode comes back after."""
 
     def __init__(self, mode):
-        self._target = bool(mode)
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {type(mode).__name__}")
         self._prev = _mode.enabled
-        _mode.enabled = self._target
+        self.mode = mode
+        _mode.enabled = mode
+
+    def __call__(self, fn):
+        _mode.enabled = self._prev
+        return super().__call__(fn)
 
     def __enter__(self):
         pass
 
-    def _args(self):
-        return (self._target,)
+    def clone(self):
+        return self.__class__(self.mode)
 
 
 def unbroadcast(grad, shape):
@@ -262,7 +322,8 @@ class Function:
     per ``forward`` argument.
     """
 
-    is_view = False
+    is_view = False          # outputs alias the first input's memory
+    view_may_copy = False    # ... unless the op had to copy (checked after forward)
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -283,6 +344,8 @@ class Function:
         dev = None
         for a in args:
             if isinstance(a, tensor_cls):
+                if a._base is not None and a.__dict__["_view_version"] != a._version[0]:
+                    a._sync_view()
                 d = a.device
                 if dev is None:
                     dev = d
@@ -320,17 +383,23 @@ class Function:
         multi = type(out) is tuple
         outs = out if multi else (out,)
         base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None
-        if base is not None and base._base is not None:
-            base = base._base
+        if base is not None and cls.view_may_copy and not ctx.xp.may_share_memory(outs[0],
+                                                                                raw[0]):
+            base = None
+        replay = None
+        if base is not None:
+            replay = base.__dict__.get("_view_replay", ()) if base._base is not None else ()
+            replay = replay + ((cls, args[1:], kwargs),)
+            if base._base is not None:
+                base = base._base
         make = tensor_cls._make
         if not record:
             if not multi and base is None:
                 return make(out, device=dev)
             results = tuple(make(o, device=dev) for o in outs)
             if base is not None:
-                for r in results:
-                    r._version = base._version
-                    r._base = base
+                for i, r in enumerate(results):
+                    _mark_view(r, base, replay, i if multi else None)
             return results if multi else results[0]
         outs = tuple(o if type(o) is np.ndarray or hasattr(o, "__cuda_array_interface__")
                      else ctx.xp.asarray(o) for o in outs)
@@ -344,8 +413,7 @@ class Function:
             else:
                 t = make(o, device=dev)
             if base is not None:
-                t._version = base._version
-                t._base = base
+                _mark_view(t, base, replay, i if multi else None)
             results.append(t)
         if ctx.to_save:
             _record_versions(ctx, args, results)
@@ -375,6 +443,16 @@ def _tensor_cls():
         from .tensor import Tensor
         _TENSOR.append(Tensor)
     return _TENSOR[0]
+
+
+def _mark_view(view, base, replay, output_nr):
+    """Make ``view`` share ``base``'s version counter and remember how to re-derive it from
+    ``base`` (``replay``: the chain of view ops), for ``Tensor._sync_view``."""
+    view._version = base._version
+    view._base = base
+    view._view_replay = replay if output_nr is None else replay[:-1] + (
+        replay[-1] + (output_nr,),)
+    view._view_version = base._version[0]
 
 
 def _record_versions(ctx, args, results):

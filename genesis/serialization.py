@@ -160,12 +160,24 @@ def save(obj, f):
 
 
 # --------------------------------------------------------------------------- decoding
-def load(f, map_location=None):
+def load(f, map_location=None, pickle_module=None, *, weights_only=True):
     """Load what ``save`` wrote (or any safetensors file, as a flat dict of tensors).
 
-    Raises RuntimeError naming the file and the problem for truncated, corrupted or
+    Always weights-only: genesis files are safetensors and nothing is ever unpickled, so
+    ``weights_only=True`` (or None) is accepted and ``weights_only=False`` or a
+    ``pickle_module`` raise. ``map_location`` is a device or device string. Raises
+    RuntimeError naming the file and the problem for truncated, corrupted or
     non-safetensors input.
     """
+    if weights_only is False or pickle_module is not None:
+        what = "weights_only=False" if weights_only is False else "a pickle_module"
+        raise ValueError(f"genesis.load: {what} asks for unpickling, which genesis never does "
+                         "(its files are safetensors: tensors only, no code); call "
+                         "genesis.load(f) or pass weights_only=True")
+    if isinstance(map_location, dict) or callable(map_location):
+        raise TypeError(f"genesis.load: map_location must be a device or a device string such "
+                        f"as 'cpu' or 'cuda:0', got {type(map_location).__name__} (genesis files "
+                        "do not record a device, so mappings and functions do not apply)")
     name = getattr(f, "name", None) if hasattr(f, "read") else os.fspath(f)
     if hasattr(f, "read"):
         data = f.read()

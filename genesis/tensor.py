@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from . import backends, dtypes
-from .autograd import AccumulateGrad, backward as _autograd_backward
+from .autograd import AccumulateGrad, backward as _autograd_backward, is_grad_enabled
 from .device import CPU, as_device, device as _device_cls
 
 
@@ -18,7 +18,7 @@ def _to_array(data, dtype=None, dev=CPU):
     elif hasattr(data, "__cuda_array_interface__"):
         arr = data
     else:
-        arr = _python_to_numpy(data)
+        arr = _python_to_numpy(data, exact=dtype is not None)
     if arr.dtype not in dtypes._FROM_NP:
         if dtype is None and arr.dtype.kind == "f":
             arr = arr.astype(dtypes.get_default_dtype().np)
@@ -35,13 +35,15 @@ def _to_array(data, dtype=None, dev=CPU):
     return arr
 
 
-def _python_to_numpy(data):
+def _python_to_numpy(data, exact=False):
+    """Python numbers and nested sequences as an array; floats take the default dtype unless
+    ``exact`` (a dtype was requested: keep float64 so the final cast rounds only once)."""
     if isinstance(data, (bool, np.bool_)):
         return np.array(data, dtype=np.bool_)
     if isinstance(data, numbers.Integral):
         return np.array(data, dtype=np.int64)
     if isinstance(data, numbers.Real):
-        return np.array(data, dtype=dtypes.get_default_dtype().np)
+        return np.array(data, dtype=np.float64 if exact else dtypes.get_default_dtype().np)
     if isinstance(data, (list, tuple)):
         if any(isinstance(x, Tensor) for x in data):
             data = [x.tolist() if isinstance(x, Tensor) else x for x in data]
@@ -53,7 +55,7 @@ def _python_to_numpy(data):
             raise ValueError("tensor: ragged nested sequences cannot become a tensor; every "
                              "row must have the same length")
         if arr.dtype.kind == "f":
-            return arr.astype(dtypes.get_default_dtype().np)
+            return arr if exact else arr.astype(dtypes.get_default_dtype().np)
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64)
         if arr.size == 0 and arr.dtype.kind not in "b":
@@ -64,8 +66,8 @@ def _python_to_numpy(data):
 
 def _move(arr, dev):
     if dev.type == "cpu":
-        if isinstance(arr, np.ndarray):
-            return arr
+        if isinstance(arr, (np.ndarray, np.generic)):
+            return np.asarray(arr)
         return arr.get()
     cp = backends.xp_for(dev)
     with cp.cuda.Device(dev.index):
@@ -123,6 +125,8 @@ class Tensor:
     # ----------------------------------------------------------------- autograd fields
     @property
     def requires_grad(self):
+        if self._base is not None:
+            self._sync_view()
         return self._requires_grad
 
     @requires_grad.setter
@@ -153,8 +157,31 @@ class Tensor:
             self._accumulator = AccumulateGrad(self)
         return self._accumulator
 
+    def _sync_view(self):
+        """After the base of this view changed in place, re-derive the view's graph position
+        from the base (as PyTorch does), so gradients through the view see the change."""
+        d = self.__dict__
+        if d.get("_view_version", self._version[0]) == self._version[0] or \
+                not is_grad_enabled():
+            return
+        d["_view_version"] = self._version[0]
+        base = self._base
+        if not (base._requires_grad or self._requires_grad):
+            return
+        current = base
+        for step in d["_view_replay"]:
+            cls, rest, kwargs = step[:3]
+            current = cls.apply(current, *rest, **kwargs)
+            if len(step) == 4:
+                current = current[step[3]]
+        self.grad_fn = current.grad_fn
+        self._output_nr = current._output_nr
+        self._requires_grad = current._requires_grad
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Compute gradients of this tensor with respect to graph leaves."""
+        if self._base is not None:
+            self._sync_view()
         _autograd_backward(self, gradient, retain_graph, create_graph)
 
     def register_hook(self, hook):
@@ -196,16 +223,16 @@ class Tensor:
 
     @data.setter
     def data(self, value):
+        """``x.data = y``: ``x`` takes ``y``'s memory, shape, dtype and device (as in PyTorch);
+        its graph position, grad and aliases made before stay as they were."""
         if not isinstance(value, Tensor):
             raise TypeError(f"data: assigned value must be a Tensor, got {type(value).__name__}")
-        if value.device != self.device:
-            raise RuntimeError(f"data: cannot assign a {value.device} tensor to the .data of a "
-                               f"{self.device} tensor")
         if self._requires_grad and not value.dtype.is_floating_point:
             raise RuntimeError(f"data: cannot assign a {value.dtype} tensor to the .data of a "
                                "tensor that requires grad (only floating point dtypes can)")
         self._array = value._array
         self.dtype = value.dtype
+        self.device = value.device
 
     def detach(self):
         """A tensor sharing this data, cut from the graph."""
@@ -427,6 +454,12 @@ class Tensor:
         from ._format import format_tensor
         return format_tensor(self)
 
+    def __format__(self, format_spec):
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its Python number; others as ``str``."""
+        if self._array.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __getstate__(self):
         raise TypeError("genesis tensors are not picklable; use genesis.save (safetensors)")
 
@@ -445,6 +478,16 @@ class Tensor:
         for key, value in self.__dict__.items():
             setattr(new, key, copy.deepcopy(value, memo))
         return new
+
+
+def check_no_internal_overlap(arr, op):
+    """Refuse to write into an array whose elements share memory (an ``expand`` view), as
+    PyTorch does: the result would depend on the order of the writes."""
+    if 0 in arr.strides and arr.size > 1 and any(
+            st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
+        raise RuntimeError(f"{op}: unsupported operation: more than one element of the "
+                           "written-to tensor refers to a single memory location (an expand() "
+                           "view); clone() the tensor before performing the operation")
 
 
 def _zero_grads(tensors, set_to_none=True):

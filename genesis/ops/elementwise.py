@@ -1,11 +1,13 @@
 """Elementwise ops: arithmetic with broadcasting and PyTorch promotion, unary maths, casts."""
 import math
 
+import ml_dtypes
 import numpy as np
 
 from .. import backends, dtypes
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
+from ..device import as_device
 from ..tensor import Tensor
 from ._special import erf as _erf
 
@@ -96,7 +98,8 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a / b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return a / b
 
     @staticmethod
     def backward(ctx, g):
@@ -131,11 +134,23 @@ class Pow(Function):
         return ga, gb
 
 
+def _check_int_divisor(op, b, dt):
+    """Integer division by zero raises, as in PyTorch (NumPy would give 0 and a warning)."""
+    if dt.is_floating_point:
+        return
+    if dt is dtypes.bool_:
+        raise TypeError(f"{op}: not implemented for bool tensors")
+    divisor = b._array if isinstance(b, Tensor) else b
+    if bool((divisor == 0).any()):
+        raise RuntimeError(f"{op}: ZeroDivisionError (integer division by zero)")
+
+
 class Remainder(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return ctx.xp.remainder(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ctx.xp.remainder(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -143,6 +158,45 @@ class Remainder(Function):
         na, nb = ctx.needs_input_grad
         return (unbroadcast(g, _shape(a)) if na else None,
                 unbroadcast(-g * ctx.xp.floor(a / b), _shape(b)) if nb else None)
+
+
+class Fmod(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ctx.xp.fmod(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(g, _shape(a)) if na else None,
+                unbroadcast(-g * ctx.xp.trunc(a / b), _shape(b)) if nb else None)
+
+
+class RoundedDiv(Function):
+    """Division rounded down ('floor') or toward zero ('trunc'); zero gradient, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a, b, rounding_mode):
+        xp = ctx.xp
+        ctx.shapes = (_shape(a), _shape(b))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            q = xp.floor_divide(a, b)
+            if rounding_mode == "trunc":
+                if q.dtype.kind == "f":
+                    q = xp.trunc(xp.true_divide(a, b)).astype(q.dtype, copy=False)
+                else:
+                    q = q + ((q < 0) & (q * b != a))
+        return xp.asarray(q)
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nb = ctx.needs_input_grad[:2]
+        xp = ctx.xp
+        return (xp.zeros(ctx.shapes[0], g.dtype) if na else None,
+                xp.zeros(ctx.shapes[1], g.dtype) if nb else None, None)
 
 
 def add(input, other, *, alpha=1):
@@ -174,39 +228,36 @@ def div(input, other, *, rounding_mode=None):
     if rounding_mode is None:
         a, b, _ = _binary(input, other, float_result=True)
         return Div.apply(a, b)
-    if rounding_mode == "floor":
-        return floor_divide(input, other)
-    if rounding_mode == "trunc":
-        a, b, dt = _binary(input, other)
-        if dt.is_floating_point:
-            return trunc(Div.apply(a, b))
-        ad = a._array if isinstance(a, Tensor) else a
-        bd = b._array if isinstance(b, Tensor) else b
-        return Tensor._make(np.trunc(np.true_divide(ad, bd)).astype(dt.np), device=_dev(a, b))
-    raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    if rounding_mode not in ("floor", "trunc"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got "
+                         f"{rounding_mode!r}")
+    a, b, dt = _binary(input, other)
+    _check_int_divisor("div", b, dt)
+    return RoundedDiv.apply(a, b, rounding_mode)
 
 
 true_divide = div
 
 
 def floor_divide(input, other):
-    """Floor division (not differentiable)."""
+    """Division rounded down (Python's ``//``); zero gradient."""
     a, b, dt = _binary(input, other)
-    ad = a._array if isinstance(a, Tensor) else a
-    bd = b._array if isinstance(b, Tensor) else b
-    return Tensor._make(_as_array(np.floor_divide(ad, bd)), device=_dev(a, b))
+    _check_int_divisor("floor_divide", b, dt)
+    return RoundedDiv.apply(a, b, "floor")
 
 
 def remainder(input, other):
     """Python-style modulus (sign of the divisor)."""
-    a, b, _ = _binary(input, other)
+    a, b, dt = _binary(input, other)
+    _check_int_divisor("remainder", b, dt)
     return Remainder.apply(a, b)
 
 
 def fmod(input, other):
     """C-style modulus (sign of the dividend)."""
-    quotient = div(input, other, rounding_mode="trunc")
-    return sub(input, mul(quotient.detach(), other))
+    a, b, dt = _binary(input, other)
+    _check_int_divisor("fmod", b, dt)
+    return Fmod.apply(a, b)
 
 
 @autocast_op
@@ -401,6 +452,8 @@ def round(input, decimals=0):
 
 def frac(input):
     """``input - trunc(input)``."""
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"frac: expected a floating point tensor, got {input.dtype}")
     return sub(input, trunc(input).detach())
 
 
@@ -568,9 +621,25 @@ ge = _compare(np.greater_equal)
 logical_and = _compare(np.logical_and)
 logical_or = _compare(np.logical_or)
 logical_xor = _compare(np.logical_xor)
-bitwise_and = _compare(np.bitwise_and)
-bitwise_or = _compare(np.bitwise_or)
-bitwise_xor = _compare(np.bitwise_xor)
+
+
+def _bitwise(fn):
+    compare = _compare(fn)
+
+    def op(input, other):
+        for x in (input, other):
+            if (isinstance(x, Tensor) and x.dtype.is_floating_point) or isinstance(x, float):
+                raise TypeError(f"{fn.__name__}: only integer and bool tensors are supported, "
+                                f"got {x.dtype if isinstance(x, Tensor) else 'a float'}")
+        return compare(input, other)
+    op.__name__ = fn.__name__
+    op.__doc__ = f"Elementwise {fn.__name__} of integer or bool tensors, with broadcasting."
+    return op
+
+
+bitwise_and = _bitwise(np.bitwise_and)
+bitwise_or = _bitwise(np.bitwise_or)
+bitwise_xor = _bitwise(np.bitwise_xor)
 
 
 def logical_not(input):
@@ -580,6 +649,9 @@ def logical_not(input):
 
 def bitwise_not(input):
     """Bitwise not (logical not for bool)."""
+    if input.dtype.is_floating_point:
+        raise TypeError(f"bitwise_not: only integer and bool tensors are supported, got "
+                        f"{input.dtype}")
     return _nondiff(np.invert, input)
 
 
@@ -614,9 +686,28 @@ def equal(input, other):
     return tuple(input.shape) == tuple(other.shape) and bool((input._array == other._array).all())
 
 
+class NanToNum(Function):
+    @staticmethod
+    def forward(ctx, x, nan, posinf, neginf):
+        xp = ctx.xp
+        ctx.save_for_backward(x)
+        finfo = ml_dtypes.finfo(x.dtype)
+        out = xp.where(xp.isnan(x), x.dtype.type(nan), x)
+        out = xp.where(xp.isposinf(out), x.dtype.type(finfo.max if posinf is None else posinf), out)
+        return xp.where(xp.isneginf(out), x.dtype.type(finfo.min if neginf is None else neginf),
+                        out)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * ctx.xp.isfinite(x), None, None, None
+
+
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
-    """Replace NaN and infinities with finite numbers."""
-    return _nondiff(lambda x: np.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf), input)
+    """Replace NaN and infinities with finite numbers; the gradient flows where finite."""
+    if not input.dtype.is_floating_point:
+        return input.clone()
+    return NanToNum.apply(input, nan, posinf, neginf)
 
 
 # --------------------------------------------------------------------------- casts and copies
@@ -668,7 +759,8 @@ def to_dtype(input, dtype):
 
 
 def to_device(input, device):
-    """Copy to ``device``; differentiable."""
+    """Copy to ``device`` (a device or a string such as ``"cuda:0"``); differentiable."""
+    device = as_device(device)
     out = ToDevice.apply(input, device)
     out.device = device
     return out

@@ -14,7 +14,7 @@ from .. import backends, dtypes
 from ..backends import scatter as _scatter
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, _mode, unbroadcast
-from ..tensor import Tensor, _wrap_dim
+from ..tensor import Tensor, _wrap_dim, check_no_internal_overlap
 from .elementwise import check_bool_mask, clone, mul, to_dtype
 
 __all__ = ["getitem", "setitem", "gather", "take_along_dim", "scatter", "scatter_add",
@@ -266,8 +266,6 @@ def getitem(input, index):
     basic, adv = _parse_index(input, index, "getitem")
     out = input if basic is None else BasicIndex.apply(input, basic)
     if adv is None:
-        if basic is not None and input._base is None:
-            out._view_source = (input, index)  # lets in-place ops on the view write back
         return out
     return Index.apply(out, adv)
 
@@ -287,12 +285,14 @@ def _value_operand(input, value, op):
 
 def setitem(input, index, value):
     """``input[index] = value`` in place (value broadcast); differentiable in both."""
-    from .._tensor_methods import _check_inplace, _write_result
+    from .._tensor_methods import _check_inplace, _graph_involved, _write_result
     basic, adv = _parse_index(input, index, "setitem")
     value = _value_operand(input, value, "setitem")
     value_grad = isinstance(value, Tensor) and value.requires_grad
-    if not (_mode.enabled and (input.requires_grad or value_grad)):
+    if not (value_grad and _mode.enabled or _graph_involved(input)):
         view, idx = _target(input._array, basic, adv)
+        if adv is None:
+            check_no_internal_overlap(view, "setitem")
         raw = value._array if isinstance(value, Tensor) else value
         try:
             view[idx] = raw
@@ -303,9 +303,6 @@ def setitem(input, index, value):
         input._version[0] += 1
         return input
     _check_inplace(input, "setitem")
-    if input._base is not None:
-        raise RuntimeError("setitem: assigning a value that requires grad into a view is not "
-                           "supported; assign into the base tensor or clone() the view first")
     return _write_result(input, _index_put(input, value, basic, adv, False, "setitem"),
                          "setitem")
 

@@ -77,6 +77,7 @@ class Reshape(Function):
     """A new shape for the same elements (a view when the layout allows, else a copy)."""
 
     is_view = True
+    view_may_copy = True
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -234,14 +235,19 @@ moveaxis = movedim
 
 # --------------------------------------------------------------------------- expansion
 class Expand(Function):
-    """Broadcast to a larger shape without copying (a read-only view)."""
+    """Broadcast to a larger shape without copying: a view whose repeated elements share memory
+    (filling it works, other in-place writes are refused, as in PyTorch)."""
 
     is_view = True
 
     @staticmethod
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
-        return ctx.xp.broadcast_to(x, shape)
+        out = ctx.xp.broadcast_to(x, shape)
+        if ctx.xp is np:
+            out = np.lib.stride_tricks.as_strided(x, out.shape, out.strides,
+                                                  writeable=x.flags.writeable)
+        return out
 
     @staticmethod
     def backward(ctx, g):

@@ -10,7 +10,7 @@ from .. import backends
 from ..autograd import enable_grad
 from ..tensor import Tensor, _move, _zero_grads
 
-__all__ = ["Optimizer", "required"]
+__all__ = ["Optimizer", "required", "implementation_flags"]
 
 
 class _Required:
@@ -19,6 +19,21 @@ class _Required:
 
 
 required = _Required()
+
+
+def implementation_flags(optimizer, **flags):
+    """PyTorch's ``foreach``/``fused``/``capturable``/``differentiable`` choices, checked.
+
+    genesis has one implementation of each optimizer (in-place array updates, no graph), so
+    None and False are accepted (and kept in the param groups, as PyTorch does) and True is
+    refused rather than silently ignored.
+    """
+    for name, value in flags.items():
+        if value not in (None, False):
+            raise ValueError(f"{optimizer}: {name}={value!r} is not supported; genesis has one "
+                             f"implementation of each optimizer (in-place updates through the "
+                             f"array module, outside autograd), so pass {name}=None or False")
+    return flags
 
 
 class Optimizer:

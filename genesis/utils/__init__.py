@@ -1,4 +1,4 @@
-"""genesis.utils: training utilities (activation checkpointing)."""
-from . import checkpoint
+"""genesis.utils: activation checkpointing and data loading (``genesis.utils.data``)."""
+from . import checkpoint, data
 
-__all__ = ["checkpoint"]
+__all__ = ["checkpoint", "data"]

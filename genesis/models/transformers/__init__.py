@@ -1,4 +1,5 @@
 """MoE language models with HuggingFace-style APIs: configs, presets, models, generation, I/O."""
+from .auto import AutoConfig, AutoModelForCausalLM
 from .configuration_moe import MoEConfig
 from .modeling_moe import (DenseFFN, MoEAttention, MoECausalLMOutput, MoEDecoderLayer,
                            MoEExperts, MoEForCausalLM, MoEModel, MoEModelOutput,
@@ -7,7 +8,8 @@ from .generation import DynamicCache, GenerationMixin
 from .presets import get_moe_config, list_moe_configs
 from .routing import MoERouter, RouterOutput
 
-__all__ = ["MoEConfig", "MoEForCausalLM", "MoEModel", "MoEPreTrainedModel", "get_moe_config",
+__all__ = ["AutoConfig", "AutoModelForCausalLM", "MoEConfig", "MoEForCausalLM", "MoEModel",
+           "MoEPreTrainedModel", "get_moe_config",
            "list_moe_configs", "MoECausalLMOutput", "MoEModelOutput", "MoERMSNorm",
            "MoERotaryEmbedding", "MoEAttention", "DenseFFN", "MoEExperts", "MoESparseBlock",
            "MoEDecoderLayer", "MoERouter", "RouterOutput", "DynamicCache", "GenerationMixin"]
