@@ -259,3 +259,13 @@ def test_progress_bar_fits_the_terminal(tmp_path):
         if columns >= 140:
             assert "aux=0.012" in lines[-1]
         assert "loss=" in lines[-1] or columns < 72
+
+
+def test_token_dataset_is_a_genesis_dataset_that_a_dataloader_batches():
+    from genesis.train.data import TokenDataset
+    from genesis.utils.data import DataLoader, Dataset
+    ds = TokenDataset(np.arange(40), 8)
+    assert isinstance(ds, Dataset) and len(ds) == 32
+    batches = list(DataLoader(ds, batch_size=5, drop_last=True))
+    assert len(batches) == 6 and tuple(batches[0].shape) == (5, 8)
+    np.testing.assert_array_equal(batches[1].numpy()[2], np.arange(7, 15))

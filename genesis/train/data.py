@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from .._atomic import atomic_write
+from ..utils.data import Dataset
 
 __all__ = ["CLIError", "ByteTokenizer", "HFTokenizer", "load_tokenizer", "load_corpus",
            "default_corpus_text", "split_tokens", "TokenDataset", "BatchSampler",
@@ -196,7 +197,7 @@ def split_tokens(tokens, val_fraction, seq_len):
     return train, val
 
 
-class TokenDataset:
+class TokenDataset(Dataset):
     """A token stream read as windows of ``seq_len`` tokens: item ``i`` is
     ``tokens[i:i + seq_len]`` (labels are the inputs, shifted inside the model as in HF)."""
 
