@@ -17,6 +17,7 @@ from . import nn, optim, utils  # noqa: E402  (genesis.nn / genesis.optim like t
 from . import amp
 from .amp import autocast, get_autocast_dtype, is_autocast_enabled
 from . import backends, cuda
+from . import distributed  # noqa: E402  (loads no MPI/NCCL until init_process_group)
 
 __version__ = "0.1.0"
 

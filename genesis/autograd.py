@@ -17,14 +17,25 @@ from . import backends
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
 __all__ = ["Function", "FunctionCtx", "no_grad", "enable_grad", "set_grad_enabled",
-           "is_grad_enabled", "inference_mode", "grad", "backward", "unbroadcast"]
+           "is_grad_enabled", "inference_mode", "grad", "backward", "unbroadcast",
+           "queue_callback"]
 
 
 class _GradMode(threading.local):
     enabled = True
+    callbacks = None    # list while a backward pass runs: called when it ends
 
 
 _mode = _GradMode()
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``); raises outside a backward pass."""
+    if _mode.callbacks is None:
+        raise RuntimeError("queue_callback: no backward pass is running; a callback can only be "
+                           "queued from a hook called during backward")
+    _mode.callbacks.append(callback)
 
 
 def is_grad_enabled():
@@ -312,6 +323,8 @@ class AccumulateGrad:
             var.grad = Tensor._make(g.copy())
         else:
             var.grad = Tensor._make(var.grad._array + g)
+        for hook in getattr(var, "_post_accumulate_grad_hooks", None) or ():
+            hook(var)
 
 
 class Function:
@@ -470,11 +483,25 @@ def _record_versions(ctx, args, results):
 
 
 def _run_engine(roots, root_grads, retain_graph, capture=None):
-    """Propagate ``root_grads`` from ``roots`` (pairs of node, output_nr) through the graph.
+    """Propagate ``root_grads`` from ``roots`` (pairs of node, output_nr) through the graph,
+    then run the callbacks queued during the pass (outermost pass only).
 
     With ``capture`` (a dict ``(node, output_nr) -> slot``) gradients arriving there are
     returned instead of accumulated into leaves' ``.grad``.
     """
+    if _mode.callbacks is not None:
+        return _propagate(roots, root_grads, retain_graph, capture)
+    _mode.callbacks = callbacks = []
+    try:
+        captured = _propagate(roots, root_grads, retain_graph, capture)
+    finally:
+        _mode.callbacks = None
+    for callback in callbacks:
+        callback()
+    return captured
+
+
+def _propagate(roots, root_grads, retain_graph, capture):
     deps = {}
     stack = [n for n, _ in roots]
     seen = set(stack)

@@ -74,6 +74,18 @@ def _move(arr, dev):
         return cp.asarray(arr)
 
 
+class _HookHandle:
+    """What ``register_*_hook`` returns: ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        """Unregister the hook (no-op when already removed)."""
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
 class Tensor:
     """A multi-dimensional array with reverse-mode autograd."""
 
@@ -196,6 +208,18 @@ class Tensor:
         else:
             self.grad_fn.register_hook(self._output_nr, hook)
         return hook
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf after backward has accumulated into its ``.grad``."""
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad hooks "
+                               "cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a "
+                               "tensor that doesn't require gradient")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
 
     def retain_grad(self):
         """Keep ``.grad`` for this non-leaf tensor after backward."""

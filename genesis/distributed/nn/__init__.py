@@ -1,0 +1,4 @@
+"""genesis.distributed.nn: collectives that autograd differentiates, as torch.distributed.nn."""
+from . import functional
+
+__all__ = ["functional"]
