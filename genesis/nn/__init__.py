@@ -1,5 +1,5 @@
 """genesis.nn: modules, parameters, layers, initialisers and functional ops, as torch.nn."""
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .activation import GELU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .containers import Identity, ModuleDict, ModuleList, Sequential
 from .dropout import Dropout
@@ -13,4 +13,4 @@ from .sparse import Embedding
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Linear",
            "Embedding", "LayerNorm", "RMSNorm", "Dropout", "ReLU", "GELU", "SiLU", "Tanh",
            "Sigmoid", "Softmax", "LogSoftmax", "CrossEntropyLoss", "MSELoss", "functional",
-           "init", "utils"]
+           "init", "parallel", "utils"]
