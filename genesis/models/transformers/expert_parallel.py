@@ -1,0 +1,131 @@
+"""Expert parallelism: the routed experts of each MoE layer sharded over the ranks.
+
+Rank r holds experts ``[r * E/R, (r + 1) * E/R)``. After routing, each (token, slot) pair is
+sent to the rank owning its expert with ``all_to_all_single`` (pairs sorted by expert, so by
+rank), the owner runs its experts through the same sorted-dispatch op as one process
+(``genesis.moe_experts``), the outputs travel back by the reverse all-to-all and are weighted
+and summed over the k slots where the token lives. Both exchanges are differentiable: the
+backward pass sends output gradients to the experts and input gradients back. Routing is
+untouched, so every router (top-k softmax, DeepSeek, Genesis) works; dropped pairs (id -1)
+are never sent.
+
+The expert shards are parameters flagged ``expert_parallel``: ``DistributedDataParallel``
+does not all-reduce them (their gradients already hold every rank's tokens) and only scales
+them by ``1 / world_size`` like the averaged replicated gradients.
+"""
+import numpy as np
+
+from ... import backends, ops
+from ...creation import ones, zeros
+from ...distributed import collectives
+from ...distributed.nn.functional import AllToAllSingle
+from ...distributed.process_group import default_backend
+from ...nn import Module, Parameter
+from ...tensor import Tensor
+
+__all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict"]
+
+
+class ExpertParallelExperts(Module):
+    """Drop-in for ``MoEExperts`` holding this rank's ``E / world_size`` experts; ``forward``
+    takes the same ``(hidden_states [N, d], topk_ids [N, k], topk_weights [N, k])``."""
+
+    expert_parallel = True
+
+    def __init__(self, experts):
+        super().__init__()
+        backend = default_backend("ExpertParallelExperts")
+        world, rank = backend.world_size, backend.rank
+        total = experts.num_experts
+        if total % world:
+            raise ValueError(f"ExpertParallelExperts: {total} experts do not split evenly over "
+                             f"{world} ranks; use a world size dividing the number of experts")
+        self.num_experts = total
+        self.num_local_experts = local = total // world
+        self.expert_offset = rank * local
+        self.hidden_act = experts.hidden_act
+        window = slice(self.expert_offset, self.expert_offset + local)
+        self.gate_up_proj = Parameter(Tensor._make(experts.gate_up_proj._array[window].copy()))
+        self.down_proj = Parameter(Tensor._make(experts.down_proj._array[window].copy()))
+        for p in (self.gate_up_proj, self.down_proj):
+            p.expert_parallel = True
+
+    def extra_repr(self):
+        return (f"experts {self.expert_offset}..{self.expert_offset + self.num_local_experts - 1}"
+                f" of {self.num_experts}")
+
+    def forward(self, hidden_states, topk_ids, topk_weights):
+        """The weighted sum of each token's experts, computed on the ranks that own them."""
+        backend = default_backend("ExpertParallelExperts")
+        world = backend.world_size
+        xp = backends.xp_for(hidden_states.device)
+        n, k = topk_ids.shape
+        d = hidden_states.shape[1]
+        flat = topk_ids._array.reshape(-1).astype(np.int64)
+        order = xp.argsort(flat, kind="stable")
+        order = order[int((flat < 0).sum()):]            # drop pairs marked -1
+        expert = flat[order]
+        owner = expert // self.num_local_experts
+        send = xp.bincount(owner, minlength=world)
+        recv = zeros(world, dtype=send.dtype, device=hidden_states.device)
+        collectives.all_to_all_single(recv, Tensor._make(send, device=hidden_states.device))
+        send, recv = _host_list(send), _host_list(recv._array)
+        local_ids, work = collectives.exchange_rows(
+            backend, expert - owner * self.num_local_experts, send, recv, xp)
+        x_send = ops.index_select(hidden_states, 0, Tensor._make(order // k,
+                                                                 device=hidden_states.device))
+        x_recv = AllToAllSingle.apply(x_send, send, recv, backend)
+        work.wait()
+        rows = x_recv.shape[0]
+        y_recv = ops.moe_experts(x_recv, Tensor._make(local_ids.reshape(rows, 1),
+                                                      device=hidden_states.device),
+                                 ones(rows, 1, dtype=hidden_states.dtype,
+                                      device=hidden_states.device),
+                                 self.gate_up_proj, self.down_proj, self.hidden_act)
+        y_pairs = AllToAllSingle.apply(y_recv, recv, send, backend)
+        slot = xp.full(n * k, order.shape[0], dtype=np.int64)   # dropped pairs -> zero row
+        slot[order] = xp.arange(order.shape[0])
+        padded = ops.cat([y_pairs, zeros(1, d, dtype=y_pairs.dtype, device=y_pairs.device)])
+        per_slot = ops.index_select(padded, 0, Tensor._make(slot, device=y_pairs.device))
+        weights = topk_weights.to(hidden_states.dtype).reshape(n, k, 1)
+        return (per_slot.reshape(n, k, d) * weights).sum(1)
+
+
+def _host_list(arr):
+    return [int(v) for v in (arr if isinstance(arr, np.ndarray) else arr.get()).tolist()]
+
+
+def _sharded_blocks(model):
+    return [(name, m) for name, m in model.named_modules()
+            if hasattr(m, "experts") and hasattr(m, "gate") and isinstance(m.experts, Module)]
+
+
+def shard_experts(model):
+    """Replace every MoE block's experts by this rank's ``ExpertParallelExperts`` shard (after
+    the full model has been built or loaded identically on every rank); returns ``model``."""
+    blocks = _sharded_blocks(model)
+    if not blocks:
+        raise ValueError(f"shard_experts: {type(model).__name__} has no MoE block with experts")
+    for _, block in blocks:
+        if not isinstance(block.experts, ExpertParallelExperts):
+            block.experts = ExpertParallelExperts(block.experts)
+    return model
+
+
+def full_state_dict(model):
+    """``model.state_dict()`` with every expert shard all-gathered back to the full
+    ``[E, ...]`` tensors (collective: call it on every rank)."""
+    state = model.state_dict()
+    backend = default_backend("full_state_dict")
+    for name, block in _sharded_blocks(model):
+        if not isinstance(block.experts, ExpertParallelExperts):
+            continue
+        for pname in ("gate_up_proj", "down_proj"):
+            key = f"{name}.experts.{pname}"
+            shard = getattr(block.experts, pname)
+            xp = backends.xp_for(shard.device)
+            arr = xp.ascontiguousarray(shard._array)
+            full = xp.empty((backend.world_size,) + arr.shape, dtype=arr.dtype)
+            backend.all_gather(full, arr).wait()
+            state[key] = Tensor._make(full.reshape((-1,) + arr.shape[1:]), device=shard.device)
+    return state
