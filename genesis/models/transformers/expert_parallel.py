@@ -28,7 +28,11 @@ __all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict"]
 
 class ExpertParallelExperts(Module):
     """Drop-in for ``MoEExperts`` holding this rank's ``E / world_size`` experts; ``forward``
-    takes the same ``(hidden_states [N, d], topk_ids [N, k], topk_weights [N, k])``."""
+    takes the same ``(hidden_states [N, d], topk_ids [N, k], topk_weights [N, k])``.
+
+    ``pairs_sent_remote`` counts the (token, slot) rows sent to other ranks so far (each row
+    crosses the network four times per training step: input and output forward, their
+    gradients backward)."""
 
     expert_parallel = True
 
@@ -49,6 +53,7 @@ class ExpertParallelExperts(Module):
         self.down_proj = Parameter(Tensor._make(experts.down_proj._array[window].copy()))
         for p in (self.gate_up_proj, self.down_proj):
             p.expert_parallel = True
+        self.pairs_sent_remote = 0
 
     def extra_repr(self):
         return (f"experts {self.expert_offset}..{self.expert_offset + self.num_local_experts - 1}"
@@ -70,6 +75,7 @@ class ExpertParallelExperts(Module):
         recv = zeros(world, dtype=send.dtype, device=hidden_states.device)
         collectives.all_to_all_single(recv, Tensor._make(send, device=hidden_states.device))
         send, recv = _host_list(send), _host_list(recv._array)
+        self.pairs_sent_remote += sum(send) - send[backend.rank]
         local_ids, work = collectives.exchange_rows(
             backend, expert - owner * self.num_local_experts, send, recv, xp)
         x_send = ops.index_select(hidden_states, 0, Tensor._make(order // k,
