@@ -16,6 +16,7 @@ them by ``1 / world_size`` like the averaged replicated gradients.
 import numpy as np
 
 from ... import backends, ops
+from ...autograd import Function
 from ...creation import ones, zeros
 from ...distributed import collectives
 from ...distributed.nn.functional import AllToAllSingle
@@ -24,6 +25,52 @@ from ...nn import Module, Parameter
 from ...tensor import Tensor
 
 __all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict"]
+
+
+class DispatchPairs(Function):
+    """Rows ``hidden[order // k]``: the token of each kept (token, slot) pair in sorted order.
+    Backward sums the pairs' gradients per token by a reshape (deterministic, no scatter-add)."""
+
+    @staticmethod
+    def forward(ctx, hidden, order, k):
+        ctx.plan = (order, k, hidden.shape[0])
+        return hidden[order // k]
+
+    @staticmethod
+    def backward(ctx, grad_pairs):
+        order, k, n = ctx.plan
+        full = ctx.xp.zeros((n * k, grad_pairs.shape[1]), dtype=grad_pairs.dtype)
+        full[order] = grad_pairs
+        return full.reshape(n, k, -1).sum(axis=1), None, None
+
+
+class CombinePairs(Function):
+    """``out[t] = sum_j w[t, j] * y[pair(t, j)]`` for expert outputs ``y`` of the kept pairs in
+    sorted order (dropped pairs add nothing), with gradients for ``y`` and ``w``."""
+
+    @staticmethod
+    def forward(ctx, y, weights, order):
+        n, k = weights.shape
+        w = weights.reshape(-1)[order][:, None]
+        full = ctx.xp.zeros((n * k, y.shape[1]), dtype=y.dtype)
+        full[order] = y * w
+        ctx.save_for_backward(y, weights)
+        ctx.order = order
+        return full.reshape(n, k, -1).sum(axis=1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        y, weights = ctx.saved_tensors
+        order = ctx.order
+        n, k = weights.shape
+        g = grad_out[order // k]
+        grad_y = g * weights.reshape(-1)[order][:, None] if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            flat = ctx.xp.zeros(n * k, dtype=grad_out.dtype)
+            flat[order] = (g * y).sum(axis=-1)
+            grad_w = flat.reshape(n, k).astype(weights.dtype, copy=False)
+        return grad_y, grad_w, None
 
 
 class ExpertParallelExperts(Module):
@@ -78,8 +125,7 @@ class ExpertParallelExperts(Module):
         self.pairs_sent_remote += sum(send) - send[backend.rank]
         local_ids, work = collectives.exchange_rows(
             backend, expert - owner * self.num_local_experts, send, recv, xp)
-        x_send = ops.index_select(hidden_states, 0, Tensor._make(order // k,
-                                                                 device=hidden_states.device))
+        x_send = DispatchPairs.apply(hidden_states, order, k)
         x_recv = AllToAllSingle.apply(x_send, send, recv, backend)
         work.wait()
         rows = x_recv.shape[0]
@@ -89,13 +135,7 @@ class ExpertParallelExperts(Module):
                                       device=hidden_states.device),
                                  self.gate_up_proj, self.down_proj, self.hidden_act)
         y_pairs = AllToAllSingle.apply(y_recv, recv, send, backend)
-        slot = xp.full(n * k, order.shape[0], dtype=np.int64)   # dropped pairs -> zero row
-        slot[order] = xp.arange(order.shape[0])
-        padded = ops.cat([y_pairs, zeros(1, d, dtype=y_pairs.dtype, device=y_pairs.device)])
-        per_slot = ops.index_select(padded, 0, Tensor._make(slot, device=y_pairs.device))
-        weights = topk_weights.to(hidden_states.dtype).reshape(n, k, 1)
-        return (per_slot.reshape(n, k, d) * weights).sum(1)
-
+        return CombinePairs.apply(y_pairs, topk_weights.to(hidden_states.dtype), order)
 
 def _host_list(arr):
     return [int(v) for v in (arr if isinstance(arr, np.ndarray) else arr.get()).tolist()]
