@@ -3,8 +3,9 @@
 One GPU per process (``LOCAL_RANK`` picks it). NCCL's unique id travels over MPI when mpirun
 started the processes, else over one TCP connection per rank to rank 0 at
 ``MASTER_ADDR:MASTER_PORT`` (the torchrun convention). Calls are enqueued on the current CuPy
-stream, so they are ordered with the kernels around them; ``Work.wait()`` runs the finishing
-steps (also stream-ordered).
+stream, so they are ordered with the kernels around them, except ``all_reduce``: it runs on a
+communication stream that first waits for the current one, so gradient buckets reduce while
+backward kernels keep running; its ``Work.wait()`` makes the current stream wait for it.
 """
 import os
 import socket
@@ -91,6 +92,7 @@ class NCCLBackend:
             uid = _tcp_exchange(uid, rank, world_size)
         uid = tuple(int(b) for b in np.frombuffer(uid, dtype=np.uint8).view(np.int8))
         self.comm = nccl.NcclCommunicator(world_size, uid, rank)
+        self.comm_stream = cupy.cuda.Stream(non_blocking=True)
         self._ops = {"sum": nccl.NCCL_SUM, "product": nccl.NCCL_PROD, "min": nccl.NCCL_MIN,
                      "max": nccl.NCCL_MAX}
         self._types = {np.dtype(np.int8): nccl.NCCL_INT8, np.dtype(np.uint8): nccl.NCCL_UINT8,
@@ -140,11 +142,21 @@ class NCCLBackend:
         return Work()
 
     def all_reduce(self, buf, op):
-        """``buf`` reduced element-wise over ranks with ``op``, in place on every rank."""
+        """``buf`` reduced element-wise over ranks with ``op``, in place on every rank (on the
+        communication stream; waiting orders the current stream after it)."""
         self._check(buf)
+        cuda = self.cupy.cuda
+        current = cuda.get_current_stream()
+        ready = cuda.Event()
+        ready.record(current)
+        self.comm_stream.wait_event(ready)
         self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._types[buf.dtype],
-                            self._ops[op], self._stream())
-        return Work()
+                            self._ops[op], self.comm_stream.ptr)
+        done = cuda.Event()
+        done.record(self.comm_stream)
+        work = Work(lambda: current.wait_event(done), lambda: done.done)
+        work._keep = (buf,)
+        return work
 
     def all_gather(self, out, inp):
         """Every rank's ``inp`` concatenated (rank order) into ``out``."""

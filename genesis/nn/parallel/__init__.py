@@ -1,4 +1,4 @@
-"""genesis.nn.parallel: ``DistributedDataParallel`` over genesis.distributed, as torch.nn.parallel."""
+"""genesis.nn.parallel: ``DistributedDataParallel``, as torch.nn.parallel."""
 from .distributed import DistributedDataParallel
 
 __all__ = ["DistributedDataParallel"]
