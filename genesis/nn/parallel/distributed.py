@@ -80,7 +80,7 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_bucket_of", {id(p): b for b in self._buckets
                                                 for p in b.params})
         object.__setattr__(self, "_sync_enabled", True)
-        object.__setattr__(self, "_sync_this_step", False)
+        object.__setattr__(self, "_armed", None)     # "sync" / "local" after a forward
         object.__setattr__(self, "_queued", False)
         object.__setattr__(self, "_next_bucket", 0)
         object.__setattr__(self, "bytes_reduced", 0)
@@ -136,7 +136,7 @@ class DistributedDataParallel(Module):
     def forward(self, *args, **kwargs):
         """Run the wrapped module; arm the gradient reduction of the next backward."""
         sync = self._sync_enabled and is_grad_enabled()
-        object.__setattr__(self, "_sync_this_step", sync)
+        object.__setattr__(self, "_armed", "sync" if sync else "local")
         if sync:
             object.__setattr__(self, "_queued", False)
             object.__setattr__(self, "_next_bucket", 0)
@@ -161,8 +161,14 @@ class DistributedDataParallel(Module):
             object.__setattr__(self, "_sync_enabled", previous)
 
     def _grad_ready(self, param):
-        if not self._sync_this_step:
+        if self._armed == "local":
             return
+        if self._armed is None:
+            raise RuntimeError(
+                "DistributedDataParallel: a gradient arrived in a backward pass that no forward "
+                "of the wrapper prepared (a second backward after one forward, or a backward "
+                "through .module directly); it would not be averaged over the ranks. Run the "
+                "forward through the wrapper first, or do the extra pass inside no_sync()")
         if not self._queued:
             queue_callback(self._finish_backward)
             object.__setattr__(self, "_queued", True)
@@ -224,4 +230,4 @@ class DistributedDataParallel(Module):
             if p.grad is not None:
                 p.grad._array[...] /= world
                 p.grad._version[0] += 1
-        object.__setattr__(self, "_sync_this_step", False)
+        object.__setattr__(self, "_armed", None)
