@@ -1,4 +1,4 @@
-"""DistributedDataParallel on 2 MPI ranks equals one process on the combined batch, and
+"""DistributedDataParallel on 2 and 3 MPI ranks equals one process on the combined batch, and
 DistributedSampler's partition of a dataset."""
 import pytest
 
@@ -6,10 +6,11 @@ from genesis.utils.data import DistributedSampler
 from tests.dist import run_mpi
 
 
-@pytest.mark.parametrize("micro", [1, 2], ids=["sync", "no_sync-accumulation"])
-def test_ddp_two_ranks_equals_one_process(micro):
-    out = run_mpi(2, "tests.dist.ddp_worker", micro)
-    assert "rank 0 ddp ok" in out and "rank 1 ddp ok" in out
+@pytest.mark.parametrize("nprocs,micro", [(2, 1), (2, 2), (3, 1)],
+                         ids=["2-sync", "2-no_sync-accumulation", "3-sync"])
+def test_ddp_equals_one_process_on_the_combined_batch(nprocs, micro):
+    out = run_mpi(nprocs, "tests.dist.ddp_worker", micro)
+    assert all(f"rank {r} ddp ok" in out for r in range(nprocs))
 
 
 def test_sampler_partitions_and_pads():
