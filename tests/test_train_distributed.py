@@ -57,3 +57,20 @@ def test_mpirun_expert_parallel_resume_matches_uninterrupted(run_dir):
     run_mpi(2, "genesis", *_argv(run_dir, run_dir / "part", 3, ep))
     run_mpi(2, "genesis", *_argv(run_dir, run_dir / "part", 6, ep + ["--resume"]))
     assert _losses(run_dir / "part") == _losses(run_dir / "full")
+
+
+def test_mpirun_genesis_router_mitosis_expert_parallel_matches_data_parallel(run_dir):
+    """With the Genesis router (births every 2 steps) expert parallelism follows the
+    data-parallel run: the same births, the same losses (the born expert is copied across
+    ranks)."""
+    genesis_cfg = dict(CONFIG, router_type="genesis", genesis_max_new_experts=2,
+                       genesis_mitosis_interval=2, genesis_split_ratio=1.0)
+    (run_dir / "tiny.json").write_text(json.dumps(genesis_cfg))
+    run_mpi(2, "genesis", *_argv(run_dir, run_dir / "dp", 4))
+    run_mpi(2, "genesis", *_argv(run_dir, run_dir / "ep", 4, ["--expert-parallel"]))
+
+    def births(out):
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            return [r["mitosis"] for r in map(json.loads, f) if "mitosis" in r]
+    assert births(run_dir / "dp") and births(run_dir / "ep") == births(run_dir / "dp")
+    _close(_losses(run_dir / "ep"), _losses(run_dir / "dp"))

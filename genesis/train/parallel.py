@@ -54,7 +54,7 @@ class ParallelContext:
         return ctx
 
     def check_config(self, config):
-        """Expert parallelism needs experts divisible by N and no Genesis mitosis."""
+        """Expert parallelism needs the expert slots to divide over the N processes."""
         if not self.expert_parallel:
             return
         if not config.num_local_experts:
@@ -62,9 +62,6 @@ class ParallelContext:
         if config.num_expert_slots % self.world:
             raise CLIError(f"--expert-parallel: {config.num_expert_slots} expert slots do not "
                            f"split over {self.world} processes")
-        if config.router_type == "genesis" and config.genesis_max_new_experts:
-            raise CLIError("--expert-parallel: Genesis mitosis needs all experts in one "
-                           "process; use a config with genesis_max_new_experts=0")
 
     def wrap(self, model):
         """Shard the experts (``--expert-parallel``) and wrap in DistributedDataParallel."""

@@ -7,7 +7,8 @@ rank), the owner runs its experts through the same sorted-dispatch op as one pro
 and summed over the k slots where the token lives. Both exchanges are differentiable: the
 backward pass sends output gradients to the experts and input gradients back. Routing is
 untouched, so every router (top-k softmax, DeepSeek, Genesis) works; dropped pairs (id -1)
-are never sent.
+are never sent. Genesis mitosis runs on the full slots (gathered only when a birth happens) and
+each rank keeps its part.
 
 The expert shards are parameters flagged ``expert_parallel``: ``DistributedDataParallel``
 does not all-reduce them (their gradients already hold every rank's tokens) and only scales
@@ -106,6 +107,27 @@ class ExpertParallelExperts(Module):
         return (f"experts {self.expert_offset}..{self.expert_offset + self.num_local_experts - 1}"
                 f" of {self.num_experts}")
 
+    def mitosis(self, router, optimizer=None):
+        """Run ``router.mitosis`` (Genesis) on the full expert slots and keep this rank's part:
+        the born expert's weights land on the rank owning the child slot, whose optimizer
+        state for that slot is zeroed. Collective; the router state must agree on all ranks."""
+        view = _AllSlots(self)
+        born = router.mitosis(view, optimizer)
+        if born is None:
+            return None
+        child = born[1] - self.expert_offset
+        if 0 <= child < self.num_local_experts:
+            for name in ("gate_up_proj", "down_proj"):
+                local = getattr(self, name)
+                local._array[child] = getattr(view, name)._array[born[1]]
+                local._version[0] += 1
+                for value in ((optimizer.state.get(local) or {}).values()
+                              if optimizer is not None else ()):
+                    arr = value._array if isinstance(value, Tensor) else value
+                    if tuple(getattr(arr, "shape", ())) == tuple(local.shape):
+                        arr[child] = 0
+        return born
+
     def forward(self, hidden_states, topk_ids, topk_weights):
         """The weighted sum of each token's experts, computed on the ranks that own them."""
         backend = default_backend("ExpertParallelExperts")
@@ -137,6 +159,32 @@ class ExpertParallelExperts(Module):
         y_pairs = AllToAllSingle.apply(y_recv, recv, send, backend)
         return CombinePairs.apply(y_pairs, topk_weights.to(hidden_states.dtype), order)
 
+class _AllSlots:
+    """What a router's mitosis sees of sharded experts: ``num_experts`` and, gathered from
+    every rank on first access (all ranks decide alike, so all gather), the full stacked
+    ``gate_up_proj`` / ``down_proj``."""
+
+    def __init__(self, shards):
+        self._shards = shards
+        self.num_experts = shards.num_experts
+        self._full = {}
+
+    def _gather(self, name):
+        if name not in self._full:
+            shard = getattr(self._shards, name)
+            backend = default_backend("mitosis")
+            xp = backends.xp_for(shard.device)
+            arr = xp.ascontiguousarray(shard._array)
+            full = xp.empty((backend.world_size,) + arr.shape, dtype=arr.dtype)
+            backend.all_gather(full, arr).wait()
+            self._full[name] = Parameter(Tensor._make(full.reshape((-1,) + arr.shape[1:]),
+                                                      device=shard.device))
+        return self._full[name]
+
+    gate_up_proj = property(lambda self: self._gather("gate_up_proj"))
+    down_proj = property(lambda self: self._gather("down_proj"))
+
+
 def _host_list(arr):
     return [int(v) for v in (arr if isinstance(arr, np.ndarray) else arr.get()).tolist()]
 
@@ -167,7 +215,7 @@ def full_state_dict(model):
         if not isinstance(block.experts, ExpertParallelExperts):
             continue
         for pname in ("gate_up_proj", "down_proj"):
-            key = f"{name}.experts.{pname}"
+            key = f"{name}.experts.{pname}" if name else f"experts.{pname}"
             shard = getattr(block.experts, pname)
             xp = backends.xp_for(shard.device)
             arr = xp.ascontiguousarray(shard._array)

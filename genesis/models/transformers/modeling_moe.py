@@ -329,7 +329,10 @@ class MoEPreTrainedModel(Module):
         births = []
         for module in self.modules():
             if isinstance(module, MoESparseBlock):
-                born = module.gate.update_state(module.experts, optimizer, generator)
+                experts = module.experts
+                born = experts.update_router(module.gate, optimizer, generator) \
+                    if getattr(experts, "expert_parallel", False) \
+                    else module.gate.update_state(experts, optimizer, generator)
                 if born is not None:
                     births.append({"layer": module.gate.layer_idx, "parent": born[0],
                                    "child": born[1]})
