@@ -110,7 +110,10 @@ class ExpertParallelExperts(Module):
     def mitosis(self, router, optimizer=None):
         """Run ``router.mitosis`` (Genesis) on the full expert slots and keep this rank's part:
         the born expert's weights land on the rank owning the child slot, whose optimizer
-        state for that slot is zeroed. Collective; the router state must agree on all ranks."""
+        state for that slot is zeroed. Collective: rank 0's router state (load, centroids) is
+        broadcast first so that every rank takes the same decision."""
+        for buf in router.buffers():
+            collectives.broadcast(buf, 0)
         view = _AllSlots(self)
         born = router.mitosis(view, optimizer)
         if born is None:
