@@ -12,6 +12,7 @@ import numpy as np
 
 import genesis
 
+from .. import backends
 from .data import CLIError
 
 __all__ = ["ParallelContext", "quiet_unless_main"]
@@ -21,8 +22,9 @@ class ParallelContext:
     """This process's part in a run: ``world``, ``rank``, ``expert_parallel``; one process
     without a launcher and without ``--expert-parallel``."""
 
-    def __init__(self, world=1, rank=0, expert_parallel=False, distributed=False):
+    def __init__(self, world=1, rank=0, expert_parallel=False, distributed=False, device="cpu"):
         self.world, self.rank = world, rank
+        self.device = device
         self.expert_parallel = expert_parallel
         self.distributed = distributed
 
@@ -47,7 +49,7 @@ class ParallelContext:
             pg.init_process_group(backend)
         except (RuntimeError, ValueError) as exc:
             raise CLIError(f"cannot start distributed training: {exc}") from None
-        ctx = cls(pg.get_world_size(), pg.get_rank(), expert_parallel, True)
+        ctx = cls(pg.get_world_size(), pg.get_rank(), expert_parallel, True, args.device)
         if args.batch_size % ctx.world:
             raise CLIError(f"--batch-size {args.batch_size} must be a multiple of the number of "
                            f"processes ({ctx.world})")
@@ -81,7 +83,7 @@ class ParallelContext:
         """The mean of a float over the ranks."""
         if not self.distributed:
             return float(value)
-        t = genesis.tensor(np.array([float(value)], dtype=np.float64))
+        t = genesis.tensor(np.array([float(value)], dtype=np.float64), device=self.device)
         genesis.distributed.all_reduce(t, op=genesis.distributed.ReduceOp.AVG)
         return float(t.item())
 
@@ -89,7 +91,7 @@ class ParallelContext:
         """True when ``flag`` is set on some rank."""
         if not self.distributed:
             return bool(flag)
-        t = genesis.tensor(np.array([1 if flag else 0], dtype=np.int64))
+        t = genesis.tensor(np.array([1 if flag else 0], dtype=np.int64), device=self.device)
         genesis.distributed.all_reduce(t, op=genesis.distributed.ReduceOp.MAX)
         return bool(t.item())
 
@@ -159,10 +161,12 @@ class ParallelContext:
             entry = dict(state["state"].get(i, {}))
             for name, value in entry.items():
                 if isinstance(value, genesis.Tensor) and tuple(value.shape) == tuple(p.shape):
-                    arr = np.ascontiguousarray(value._array)
-                    full = np.empty((self.world,) + arr.shape, dtype=arr.dtype)
+                    xp = backends.xp_for(value.device)
+                    arr = xp.ascontiguousarray(value._array)
+                    full = xp.empty((self.world,) + arr.shape, dtype=arr.dtype)
                     backend.all_gather(full, arr).wait()
-                    entry[name] = genesis.Tensor._make(full.reshape((-1,) + arr.shape[1:]))
+                    entry[name] = genesis.Tensor._make(full.reshape((-1,) + arr.shape[1:]),
+                                                       device=value.device)
             gathered[i] = entry
         state["state"] = {**state["state"], **gathered}
         return state
