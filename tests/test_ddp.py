@@ -3,13 +3,13 @@ DistributedSampler's partition of a dataset."""
 import pytest
 
 from genesis.utils.data import DistributedSampler
-from tests.dist import run_mpi
+from tests.parallel import run_mpi
 
 
 @pytest.mark.parametrize("nprocs,micro", [(2, 1), (2, 2), (3, 1)],
                          ids=["2-sync", "2-no_sync-accumulation", "3-sync"])
 def test_ddp_equals_one_process_on_the_combined_batch(nprocs, micro):
-    out = run_mpi(nprocs, "tests.dist.ddp_worker", micro)
+    out = run_mpi(nprocs, "tests.parallel.ddp_worker", micro)
     assert all(f"rank {r} ddp ok" in out for r in range(nprocs))
 
 

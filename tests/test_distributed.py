@@ -7,14 +7,14 @@ import pytest
 
 import genesis
 import genesis.distributed as dist
-from tests.dist import ROOT, run_mpi
+from tests.parallel import ROOT, run_mpi
 
 
 @pytest.mark.parametrize("nprocs", [2, 3])
 def test_collectives_match_numpy(nprocs):
     """broadcast/all_reduce/all_gather/reduce_scatter/all_to_all_single (uneven splits), all
     dtypes, the differentiable all-to-all, and mismatch errors raised on every rank."""
-    out = run_mpi(nprocs, "tests.dist.collectives_worker")
+    out = run_mpi(nprocs, "tests.parallel.collectives_worker")
     assert all(f"rank {r}/{nprocs} ok" in out for r in range(nprocs))
 
 
@@ -74,8 +74,8 @@ def test_nccl_single_gpu_collectives():
     env = {k: v for k, v in os.environ.items()}
     env.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                MASTER_PORT="29531", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-m", "tests.dist.collectives_worker", "nccl"], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "tests.parallel.collectives_worker", "nccl"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rank 0/1 ok" in proc.stdout
     del cupy
@@ -87,6 +87,6 @@ def test_nccl_two_gpus():
     pytest.importorskip("cupy")
     if genesis.cuda.device_count() < 2:
         pytest.skip("needs two NVIDIA GPUs")
-    out = run_mpi(2, "tests.dist.collectives_worker", "nccl")
+    out = run_mpi(2, "tests.parallel.collectives_worker", "nccl")
     assert "rank 0/2 ok" in out and "rank 1/2 ok" in out
 

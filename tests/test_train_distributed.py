@@ -6,7 +6,7 @@ import os
 import pytest
 
 from genesis.cli import main
-from tests.dist import run_mpi
+from tests.parallel import run_mpi
 from tests.test_cli import TEXT, TINY
 
 # Aux loss off: it is computed per rank on local tokens, so with it the curves would differ by
