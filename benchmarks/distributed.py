@@ -8,7 +8,9 @@ exposed at the end of backward) as a share of the step, and the bytes moved per 
 the analytic count: DDP all-reduces every replicated gradient once (plus one used-flag per
 parameter), expert parallelism sends each (token, slot) routed to another rank four times
 (inputs and outputs forward, their gradients backward), ``N*k*(R-1)/R`` rows under uniform
-routing.
+routing. The reference, where torch and transformers are installed: transformers' Mixtral of
+the same sizes under ``torch.nn.parallel.DistributedDataParallel`` (gloo), launched the same
+way; the script prints the ratio of the two 1 -> N throughput scalings.
 
     python benchmarks/distributed.py [--nprocs 2 --steps 6 --batch 4 --seq 64 --hidden 128]
 """
@@ -35,7 +37,8 @@ def parse():
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--experts", type=int, default=4)
-    p.add_argument("--worker", choices=["dp", "ep"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["dp", "ep", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -114,6 +117,56 @@ def worker(args):
     dist.destroy_process_group()
 
 
+def torch_worker(args):
+    """The reference: transformers' Mixtral of the same sizes under torch DDP (gloo)."""
+    import torch
+    import torch.distributed as tdist
+    import transformers
+    from genesis.distributed.process_group import launcher_env
+
+    rank, world, _, _ = launcher_env()
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=rank,
+                             world_size=world)
+    config = transformers.MixtralConfig(
+        vocab_size=256, hidden_size=args.hidden, intermediate_size=2 * args.hidden,
+        num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4,
+        num_local_experts=args.experts, num_experts_per_tok=2,
+        max_position_embeddings=2 * args.seq, output_router_logits=True)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(transformers.MixtralForCausalLM(config))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(rank)
+
+    def step():
+        ids = torch.randint(0, 256, (args.batch, args.seq), generator=gen)
+        opt.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        tdist.barrier()
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    if rank == 0:
+        med = statistics.median(times)
+        print("RESULT " + json.dumps(dict(world=world, step_s=med,
+                                          tokens_per_s=world * args.batch * args.seq / med)),
+              flush=True)
+    tdist.destroy_process_group()
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch(args, nprocs, mode):
     from genesis.distributed.launch import clean_launch_env, mpiexec_command
     env = clean_launch_env()
@@ -121,7 +174,7 @@ def launch(args, nprocs, mode):
     env.setdefault("OMP_NUM_THREADS", "1")
     argv = [a for a in sys.argv[1:]]
     cmd = mpiexec_command(nprocs) + [sys.executable, "-m", "mpi4py", os.path.abspath(__file__),
-                                     *argv, "--worker", mode]
+                                     *argv, "--worker", mode, "--port", str(_free_port())]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -131,6 +184,8 @@ def launch(args, nprocs, mode):
 
 def main():
     args = parse()
+    if args.worker == "torch":
+        return torch_worker(args)
     if args.worker:
         return worker(args)
     sys.path.insert(0, ROOT)
@@ -155,6 +210,22 @@ def main():
         if mode == "ep":
             print(f"expert-parallel bytes per step on rank 0 (4 crossings x rows x hidden x 4 B):"
                   f" {res['ep_bytes']:.0f}")
+        else:
+            dp_scaling = res["tokens_per_s"] / base["tokens_per_s"]
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        print("\ntorch/transformers not installed: no PyTorch DDP reference")
+        return
+    base = launch(args, 1, "torch")
+    res = launch(args, args.nprocs, "torch")
+    ref_scaling = res["tokens_per_s"] / base["tokens_per_s"]
+    print(f"\nreference: transformers Mixtral (same sizes) under torch DDP (gloo), 1 thread per "
+          f"rank: {1e3 * base['step_s']:.1f} ms/step on 1 rank, {1e3 * res['step_s']:.1f} ms/step "
+          f"on {args.nprocs}; throughput x{ref_scaling:.2f}")
+    print(f"scaling ratio genesis DDP / torch DDP = {dp_scaling / ref_scaling:.2f} "
+          f"(x{dp_scaling:.2f} vs x{ref_scaling:.2f} from 1 to {args.nprocs} ranks)")
 
 
 if __name__ == "__main__":
