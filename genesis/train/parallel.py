@@ -134,6 +134,8 @@ class ParallelContext:
         rng = genesis.get_rng_state()
         full = MoEForCausalLM(model.config, check_memory=False)
         genesis.set_rng_state(rng)
+        if self.device != "cpu":
+            full.to(self.device)
         full.load_state_dict(state)
         return full
 
