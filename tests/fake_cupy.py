@@ -44,6 +44,12 @@ class FakeCupyArray:
     def get(self):
         return self._a.copy()
 
+    def set(self, arr, stream=None):
+        """CuPy's ``ndarray.set``: copy a host array of the same shape into this array."""
+        if not isinstance(arr, np.ndarray) or arr.shape != self._a.shape:
+            raise ValueError("set: expected a NumPy array of the same shape")
+        self._a[...] = arr
+
     @property
     def device(self):
         return types.SimpleNamespace(id=0)
