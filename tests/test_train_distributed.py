@@ -59,18 +59,21 @@ def test_mpirun_expert_parallel_resume_matches_uninterrupted(run_dir):
     assert _losses(run_dir / "part") == _losses(run_dir / "full")
 
 
-def test_mpirun_genesis_router_mitosis_expert_parallel_matches_data_parallel(run_dir):
-    """With the Genesis router (births every 2 steps) expert parallelism follows the
-    data-parallel run: the same births, the same losses (the born expert is copied across
-    ranks)."""
+def test_mpirun_genesis_router_with_births_follows_one_process(run_dir):
+    """With the Genesis router (births every 2 steps) the routers update from the statistics
+    of all ranks, so data- and expert-parallel runs make the one-process births and follow its
+    losses (the born expert's weights and moments cross ranks under expert parallelism)."""
     genesis_cfg = dict(CONFIG, router_type="genesis", genesis_max_new_experts=2,
                        genesis_mitosis_interval=2, genesis_split_ratio=1.0)
     (run_dir / "tiny.json").write_text(json.dumps(genesis_cfg))
+    assert main(_argv(run_dir, run_dir / "one", 4)) == 0
     run_mpi(2, "genesis", *_argv(run_dir, run_dir / "dp", 4))
     run_mpi(2, "genesis", *_argv(run_dir, run_dir / "ep", 4, ["--expert-parallel"]))
 
     def births(out):
         with open(os.path.join(out, "metrics.jsonl")) as f:
             return [r["mitosis"] for r in map(json.loads, f) if "mitosis" in r]
-    assert births(run_dir / "dp") and births(run_dir / "ep") == births(run_dir / "dp")
-    _close(_losses(run_dir / "ep"), _losses(run_dir / "dp"))
+    assert births(run_dir / "one")
+    for run in ("dp", "ep"):
+        assert births(run_dir / run) == births(run_dir / "one"), run
+        _close(_losses(run_dir / run), _losses(run_dir / "one"))

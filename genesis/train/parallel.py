@@ -114,11 +114,12 @@ class ParallelContext:
                 p.grad._version[0] += 1
         return genesis.tensor(total)
 
-    def sync_buffers(self, model):
-        """Rank 0's buffers (router EMAs) everywhere, so Genesis mitosis decides the same."""
+    def reduce_router_statistics(self, model):
+        """Sum the routers' recorded statistics over ranks before their post-step update, so
+        every rank updates (and splits experts) from the global batch alike."""
         if self.distributed:
-            for buf in model.buffers():
-                genesis.distributed.broadcast(buf, 0)
+            from ..models.transformers.expert_parallel import all_reduce_router_statistics
+            all_reduce_router_statistics(model)
 
     # ------------------------------------------------------------------ checkpoints
     def full_model(self, model):

@@ -18,8 +18,9 @@ import numpy as np
 import genesis
 import genesis.distributed as dist
 from genesis.models.transformers import MoEConfig
-from genesis.models.transformers.expert_parallel import (ExpertParallelExperts, full_state_dict,
-                                                         shard_experts)
+from genesis.models.transformers.expert_parallel import (ExpertParallelExperts,
+                                                         all_reduce_router_statistics,
+                                                         full_state_dict, shard_experts)
 from genesis.models.transformers.modeling_moe import MoEExperts, MoEForCausalLM, MoESparseBlock
 
 TOKENS, D = 12, 8
@@ -90,7 +91,7 @@ def check_experts_on_routing(cfg, rank, world, what):
     block = build_block(cfg)
     x, g, share = inputs(rank, world)
     routing = block.gate(genesis.tensor(x), None, 1, False)
-    ids = routing.topk_ids.detach()
+    ids = routing.dispatch_ids().detach()
     weights = routing.topk_weights.detach().numpy().astype(np.float64)
     ep = ExpertParallelExperts(block.experts)
     xr, wr = genesis.tensor(x, requires_grad=True), genesis.tensor(weights, requires_grad=True)
@@ -111,9 +112,10 @@ def check_experts_on_routing(cfg, rank, world, what):
 
 
 def check_mitosis(rank, world):
-    """Genesis mitosis on sharded experts equals mitosis on the full experts: the parent's
-    weights (plus the seeded noise) reach the child slot on the rank that owns it, and that
-    rank's optimizer state for the slot is zeroed."""
+    """The Genesis router's post-step update on sharded experts equals the update on the full
+    experts given the same (global) statistics: same split, the parent's weights plus the
+    seeded noise reach the child slot on the rank that owns it, with the parent's optimizer
+    moments copied across ranks."""
     cfg = config(router_type="genesis", genesis_max_new_experts=2, genesis_mitosis_interval=1)
     ep = build_block(cfg)
     ep.experts = ExpertParallelExperts(ep.experts)
@@ -122,6 +124,7 @@ def check_mitosis(rank, world):
     out, _ = ep(genesis.tensor(x[share]).reshape(1, -1, D))
     (out.reshape(-1, D) * genesis.tensor(g[share])).sum().backward()
     opt.step()
+    all_reduce_router_statistics(ep)
     ref = copy.deepcopy(ep)                      # the same state, experts unsharded
     ref.experts = MoEExperts(cfg).double()
     state = full_state_dict(ep)
@@ -129,16 +132,18 @@ def check_mitosis(rank, world):
                                  if k.startswith("experts.")})
     for block in (ref, ep):
         block.gate.load._array[...] = np.array([0.1, 0.1, 0.1, 0.7, 0.0, 0.0])
-        block.gate._recent = None
-    born_ref = ref.gate.mitosis(ref.experts)
-    born_ep = ep.experts.mitosis(ep.gate, opt)
+    moments = genesis.zeros(world, *ep.experts.gate_up_proj.shape, dtype=genesis.float64)
+    dist.all_gather_into_tensor(moments, opt.state[ep.experts.gate_up_proj]["exp_avg"])
+    born_ref = ref.gate.update_state(ref.experts, None, genesis.Generator().manual_seed(11))
+    born_ep = ep.experts.update_router(ep.gate, opt, genesis.Generator().manual_seed(11))
     assert born_ref == born_ep == (3, 4), (born_ref, born_ep)
     lo, n = ep.experts.expert_offset, ep.experts.num_local_experts
     for name in ("gate_up_proj", "down_proj"):
-        local = getattr(ep.experts, name)
-        close(local, getattr(ref.experts, name)[lo:lo + n], f"mitosis {name}", rank)
-        if lo <= 4 < lo + n:
-            assert not opt.state[local]["exp_avg"][4 - lo].numpy().any()
+        close(getattr(ep.experts, name), getattr(ref.experts, name)[lo:lo + n],
+              f"mitosis {name}", rank)
+    if lo <= 4 < lo + n:
+        close(opt.state[ep.experts.gate_up_proj]["exp_avg"][4 - lo],
+              moments.reshape(-1, *moments.shape[2:])[3], "child's optimizer moments", rank)
     close(ep.gate.weight, ref.gate.weight, "mitosis router weight", rank)
 
 

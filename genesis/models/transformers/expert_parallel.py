@@ -7,8 +7,8 @@ rank), the owner runs its experts through the same sorted-dispatch op as one pro
 and summed over the k slots where the token lives. Both exchanges are differentiable: the
 backward pass sends output gradients to the experts and input gradients back. Routing is
 untouched, so every router (top-k softmax, DeepSeek, Genesis) works; dropped pairs (id -1)
-are never sent. Genesis mitosis runs on the full slots (gathered only when a birth happens) and
-each rank keeps its part.
+are never sent. The Genesis router's post-step update runs on the full slots (gathered only
+when a birth happens) with the routing statistics of all ranks; each rank keeps its part.
 
 The expert shards are parameters flagged ``expert_parallel``: ``DistributedDataParallel``
 does not all-reduce them (their gradients already hold every rank's tokens) and only scales
@@ -25,7 +25,8 @@ from ...distributed.process_group import default_backend
 from ...nn import Module, Parameter
 from ...tensor import Tensor
 
-__all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict"]
+__all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict",
+           "all_reduce_router_statistics"]
 
 
 class DispatchPairs(Function):
@@ -107,29 +108,40 @@ class ExpertParallelExperts(Module):
         return (f"experts {self.expert_offset}..{self.expert_offset + self.num_local_experts - 1}"
                 f" of {self.num_experts}")
 
-    def mitosis(self, router, optimizer=None):
-        """Run ``router.mitosis`` (Genesis) on the full expert slots and keep this rank's part:
-        the born expert's weights land on the rank owning the child slot, whose optimizer
-        state for that slot is zeroed. Collective: rank 0's router state (load, centroids) is
-        broadcast first so that every rank takes the same decision."""
-        for buf in router.buffers():
-            collectives.broadcast(buf, 0)
+    def update_router(self, router, optimizer=None, generator=None):
+        """``router.update_state`` on the full expert slots (collective): every rank applies the
+        statistics of all ranks' tokens, so all take the same decisions; a born expert's
+        weights and optimizer moments (copied from its parent, wherever that lives) land on
+        the rank owning the child slot. Returns ``(parent, child)`` or None."""
+        all_reduce_router_statistics(router)
         view = _AllSlots(self)
-        born = router.mitosis(view, optimizer)
-        if born is None:
-            return None
-        child = born[1] - self.expert_offset
-        if 0 <= child < self.num_local_experts:
-            for name in ("gate_up_proj", "down_proj"):
-                local = getattr(self, name)
-                local._array[child] = getattr(view, name)._array[born[1]]
-                local._version[0] += 1
-                for value in ((optimizer.state.get(local) or {}).values()
-                              if optimizer is not None else ()):
-                    arr = value._array if isinstance(value, Tensor) else value
-                    if tuple(getattr(arr, "shape", ())) == tuple(local.shape):
-                        arr[child] = 0
+        born = router.update_state(view, optimizer, generator)
+        if born is not None:
+            self._adopt(view, born, optimizer)
         return born
+
+    def _adopt(self, view, born, optimizer):
+        parent, child = born
+        lo, n = self.expert_offset, self.num_local_experts
+        parent_owner, mine = parent // n, lo <= child < lo + n
+        rank = default_backend("update_router").rank
+        for name in ("gate_up_proj", "down_proj"):
+            local = getattr(self, name)
+            if mine:
+                local._array[child - lo] = getattr(view, name)._array[child]
+                local._version[0] += 1
+            state = optimizer.state.get(local) if optimizer is not None else None
+            for key in sorted(state or {}):
+                value = state[key]
+                arr = value._array if isinstance(value, Tensor) else value
+                if tuple(getattr(arr, "shape", ())) != tuple(local.shape):
+                    continue
+                xp = backends.xp_for(local.device)
+                row = arr[parent - lo].copy() if rank == parent_owner else \
+                    xp.zeros(arr.shape[1:], dtype=arr.dtype)
+                collectives.broadcast(Tensor._make(row, device=local.device), parent_owner)
+                if mine:
+                    arr[child - lo] = row
 
     def forward(self, hidden_states, topk_ids, topk_weights):
         """The weighted sum of each token's experts, computed on the ranks that own them."""
@@ -186,6 +198,33 @@ class _AllSlots:
 
     gate_up_proj = property(lambda self: self._gather("gate_up_proj"))
     down_proj = property(lambda self: self._gather("down_proj"))
+
+
+def all_reduce_router_statistics(module):
+    """Sum over ranks the routing statistics every stateful router (Genesis) recorded in the
+    training forwards since its last ``update_state``, so each rank applies those of the
+    global batch, as one process would. Collective; call it before ``update_router_state``
+    (``ExpertParallelExperts.update_router`` does); a second call before the update is a
+    no-op."""
+    from ...distributed import all_reduce
+    for router in module.modules():
+        if not hasattr(router, "_pending") or not hasattr(router, "centroids"):
+            continue
+        pending = router._pending
+        if pending is not None and pending.get("global"):
+            continue
+        if pending is None:
+            xp = backends.xp_for(router.centroids.device)
+            slots, d = router.centroids.shape
+            pending = {"routed": xp.zeros(slots), "sums": xp.zeros((slots, d)),
+                       "members": xp.zeros(slots), "recent": None}
+        for key in ("routed", "sums", "members"):
+            total = Tensor._make(backends.xp_for(router.centroids.device)
+                                 .ascontiguousarray(pending[key]), device=router.centroids.device)
+            all_reduce(total)
+            pending[key] = total._array
+        pending["global"] = True
+        router._pending = pending
 
 
 def _host_list(arr):
