@@ -131,6 +131,8 @@ def add_train_arguments(t):
     _opt(r, "--sample-prompt", OTHER_OPTIONS["sample_prompt"], "prompt of the final sample",
          shown=repr(OTHER_OPTIONS["sample_prompt"]))
     _switch(r, "--quiet", "no progress bar")
+    _switch(o, "--expert-parallel", "under mpirun -n N: shard each MoE layer's experts over the N "
+            "processes (data parallel either way; see docs/distributed.md)")
 
 
 def _flag(dest):
@@ -189,13 +191,20 @@ def run_train(args):
     from ..models.transformers import MoEForCausalLM
     from .data import TokenDataset, load_corpus, load_tokenizer, split_tokens
     from .run_dir import describe_run, find_checkpoint
+    from .parallel import ParallelContext
     opts = _options(args)
     out = opts["out"]
-    if not opts["resume"] and not opts["overwrite"] and os.path.isdir(out):
-        existing = describe_run(out)
+    parallel = ParallelContext.start(opts.get("expert_parallel", False), opts["device"],
+                                     opts["batch_size"])
+
+    def check_out():
+        existing = describe_run(out) if not opts["resume"] and not opts["overwrite"] and \
+            os.path.isdir(out) else None
         if existing:
             raise CLIError(f"{out} already holds {existing}; pass --resume to continue it, "
                            "--overwrite to replace it, or another --out")
+    parallel.agree(check_out)
+    say = print if parallel.is_main else (lambda *a, **k: None)
     if opts["device"] != "cpu":
         _check_device(opts["device"])
     explicit = getattr(args, "given", set())
@@ -204,6 +213,7 @@ def run_train(args):
                                find_checkpoint(out) if opts["resume"] else None)
     text, source = load_corpus(opts["data"], warn=_warn)
     config = build_config(opts, tokenizer.vocab_size)
+    parallel.check_config(config)
     tokens = tokenizer.encode(text)
     if len(tokens) == 0:
         raise CLIError(f"the corpus {source} is empty")
@@ -216,14 +226,20 @@ def run_train(args):
     trainer = CommandTrainer(
         model, args=training_args, train_dataset=TokenDataset(train_tokens, opts["seq_len"]),
         eval_dataset=TokenDataset(val_tokens, opts["seq_len"]), tokenizer=tokenizer,
-        run_metadata={"options": {k: opts[k] for k in (*RUN_OPTIONS, *OTHER_OPTIONS)}})
+        run_metadata={"options": {k: opts[k] for k in (*RUN_OPTIONS, *OTHER_OPTIONS)}},
+        parallel=parallel)
     experts = f"{config.num_local_experts} experts top-{config.num_experts_per_tok}, router " \
         f"{config.router_type}" if config.num_local_experts else "dense (no experts)"
-    print(f"run folder: {out}\nmodel: {model.num_parameters() / 1e6:.2f}M parameters, "
+    say(f"run folder: {out}\nmodel: {model.num_parameters() / 1e6:.2f}M parameters, "
           f"{config.num_hidden_layers} layers, {experts}; data: {source}, "
           f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens ({tokenizer.name} "
-          "tokenizer)", flush=True)
+          "tokenizer)" + (f"; {parallel.world} processes"
+                          + (", expert parallel" if parallel.expert_parallel else "")
+                          if parallel.distributed else ""), flush=True)
     result = trainer.train(resume_from_checkpoint=True if opts["resume"] else None)
+    model = parallel.full_model(model)
+    if not parallel.is_main:
+        return 0
     from .plotting import plot_metrics
     for line in plot_metrics(os.path.join(out, "metrics.jsonl"), out, warn=_warn):
         print(line)

@@ -15,7 +15,7 @@ import genesis
 from .. import backends
 from .data import CLIError
 
-__all__ = ["ParallelContext", "quiet_unless_main"]
+__all__ = ["ParallelContext", "NullMetrics"]
 
 
 class ParallelContext:
@@ -34,26 +34,43 @@ class ParallelContext:
         return self.rank == 0
 
     @classmethod
-    def from_args(cls, args):
-        """Join the process group when launched by mpirun/torchrun or asked for expert
-        parallelism; check the batch splits over the ranks."""
+    def start(cls, expert_parallel=False, device="cpu", batch_size=None):
+        """Join the process group when launched by mpirun/torchrun (or asked for expert
+        parallelism); one plain process otherwise. ``batch_size`` must split over the ranks."""
         from ..distributed import process_group as pg
-        expert_parallel = bool(getattr(args, "expert_parallel", False))
         env = pg.launcher_env()
         if not expert_parallel and (env is None or env[1] == 1):
             return cls()
-        if pg.is_initialized():
-            pg.destroy_process_group()
-        backend = "nccl" if args.device.startswith("cuda") else "mpi"
-        try:
-            pg.init_process_group(backend)
-        except (RuntimeError, ValueError) as exc:
-            raise CLIError(f"cannot start distributed training: {exc}") from None
-        ctx = cls(pg.get_world_size(), pg.get_rank(), expert_parallel, True, args.device)
-        if args.batch_size % ctx.world:
-            raise CLIError(f"--batch-size {args.batch_size} must be a multiple of the number of "
+        if not pg.is_initialized():
+            try:
+                pg.init_process_group("nccl" if device.startswith("cuda") else "mpi")
+            except (RuntimeError, ValueError) as exc:
+                raise CLIError(f"cannot start distributed training: {exc}") from None
+        ctx = cls(pg.get_world_size(), pg.get_rank(), expert_parallel, True, device)
+        if batch_size is not None and batch_size % ctx.world:
+            raise CLIError(f"--batch-size {batch_size} must be a multiple of the number of "
                            f"processes ({ctx.world})")
         return ctx
+
+    def agree(self, fn):
+        """``fn()`` on rank 0 (file checks and writes); the other ranks wait and, when it
+        raised, exit with status 2 (rank 0 reports). Collective."""
+        error = result = None
+        if self.is_main:
+            try:
+                result = fn()
+            except Exception as exc:     # re-raised below, after telling the other ranks
+                error = exc
+        if self.distributed and self.any(error is not None) and not self.is_main:
+            raise SystemExit(2)
+        if error is not None:
+            raise error
+        return result
+
+    def barrier(self):
+        """Wait for every rank (no-op in one process)."""
+        if self.distributed:
+            genesis.distributed.barrier()
 
     def check_config(self, config):
         """Expert parallelism needs the expert slots to divide over the N processes."""
@@ -174,6 +191,13 @@ class ParallelContext:
         state["state"] = {**state["state"], **gathered}
         return state
 
+    def load_model_state(self, model, state):
+        """Load a full checkpoint's ``state`` (expert shards take their slices)."""
+        if self.expert_parallel:
+            from ..models.transformers.expert_parallel import shard_state_dict
+            state = shard_state_dict(model, state)
+        model.load_state_dict(state)
+
     def load_optimizer_state(self, optimizer, state):
         """Load a checkpoint's optimizer state, taking this rank's slice of expert states."""
         if self.expert_parallel:
@@ -188,7 +212,12 @@ class ParallelContext:
         optimizer.load_state_dict(state)
 
 
-def quiet_unless_main(ctx, log):
-    """``log`` on rank 0, a no-op elsewhere."""
-    return log if ctx.is_main else (lambda *a, **k: None)
 
+class NullMetrics:
+    """What ranks other than 0 write metrics to: nothing."""
+
+    def write(self, record):
+        """Drop the record."""
+
+    def sync(self):
+        """Nothing to flush."""

@@ -7,6 +7,7 @@ folder is locked, an earlier run is never overwritten unless asked, checkpoints 
 before they replace the previous one, ``train(resume_from_checkpoint=True)`` verifies the
 checkpoint and continues bit for bit, and SIGINT/SIGTERM save at the end of the step.
 """
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import genesis
 from .._atomic import atomic_write
 from .arguments import TrainingArguments
 from .data import BatchSampler, TokenDataset, eval_windows
+from .parallel import NullMetrics, ParallelContext
 from .run_dir import (ARGS_FILE, METRICS_FILE, STATE_FILE, CheckpointSaveError, MetricsLog, RunLock, TrainingError, clear_run, describe_run,
                       find_checkpoint, prepare_output_dir, read_checkpoint_record,
                       save_checkpoint)
@@ -161,7 +163,7 @@ class Trainer:
                     "overwrite": "TrainingArguments(overwrite_output_dir=True)"}
 
     def __init__(self, model, args=None, train_dataset=None, eval_dataset=None, tokenizer=None,
-                 callbacks=None, run_metadata=None):
+                 callbacks=None, run_metadata=None, parallel=None):
         self.args = args if args is not None else TrainingArguments()
         if not isinstance(self.args, TrainingArguments):
             raise TypeError(f"Trainer: args must be TrainingArguments, got "
@@ -182,6 +184,8 @@ class Trainer:
         self.optimizer = self.lr_scheduler = self.batches = None
         if self.args.device != "cpu":
             self.model.to(self.args.device)
+        self.parallel = parallel if parallel is not None else ParallelContext()
+        self.wrapped = self.parallel.wrap(self.model)
 
     # ------------------------------------------------------------------ public API
     def add_callback(self, callback):
@@ -223,14 +227,18 @@ class Trainer:
         (the run's checkpoint in ``output_dir``) or a checkpoint folder. Raises
         ``TrainingError`` (one-line message) when the run cannot start or continue."""
         out = self.args.output_dir
-        prepare_output_dir(out)
-        with RunLock(out) as lock:
-            if lock.stale:
+        par = self.parallel
+        par.agree(lambda: prepare_output_dir(out))
+        with (RunLock(out) if par.is_main else contextlib.nullcontext()) as lock:
+            if lock is not None and lock.stale:
                 self._say(f"note: took over the stale lock of a run that is no longer running "
                           f"(pid {lock.stale.get('pid')}) in {out}")
-            ckpt, record = self._start(resume_from_checkpoint)
+            started = par.agree(lambda: self._start(resume_from_checkpoint))
+            ckpt, record = started if par.is_main else \
+                self._start_follower(resume_from_checkpoint)
             self._metrics = MetricsLog(os.path.join(out, METRICS_FILE),
-                                       int(record["global_step"]) if ckpt else None, self._say)
+                                       int(record["global_step"]) if ckpt else None, self._say) \
+                if par.is_main else NullMetrics()
             self.create_optimizer_and_scheduler()
             self.batches = self.get_train_batches()
             self.state = TrainerState(self.args.max_steps)
@@ -280,12 +288,25 @@ class Trainer:
             raise TrainingError(problem)
         return ckpt, record
 
+    def _start_follower(self, resume):
+        """Ranks other than 0, after rank 0's checks: the checkpoint to resume, if any."""
+        self._signature = self._run_signature()
+        if not resume:
+            return None, None
+        ckpt = find_checkpoint(self.args.output_dir) if resume is True else os.fspath(resume)
+        return ckpt, read_checkpoint_record(ckpt)
+
     def _run_signature(self):
-        """What must match for a resumed run to continue this one exactly."""
+        """What must match for a resumed run to continue this one exactly (under mpirun also
+        the number of processes and expert parallelism)."""
         config = self.model.config.to_dict()
         floating = [p.dtype.name for p in self.model.parameters() if p.dtype.is_floating_point]
         config["dtype"] = floating[0] if floating else None
-        return {"training_args": self.args.run_defining(), "model": config,
+        training_args = self.args.run_defining()
+        if self.parallel.distributed:
+            training_args.update(processes=self.parallel.world,
+                                 expert_parallel=self.parallel.expert_parallel)
+        return {"training_args": training_args, "model": config,
                 "dataset": self.train_dataset.fingerprint()}
 
     def _check_same_run(self, ckpt, record):
@@ -313,8 +334,8 @@ class Trainer:
             state = genesis.load(os.path.join(ckpt, STATE_FILE))
         except (OSError, ValueError, RuntimeError) as exc:
             raise TrainingError(f"cannot resume from {ckpt}: {exc}") from None
-        self.model.load_state_dict(loaded.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.parallel.load_model_state(self.model, loaded.state_dict())
+        self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
         self.lr_scheduler.load_state_dict(state["scheduler"])
         self.batches.load_state_dict(state["sampler"])
         genesis.set_rng_state(state["rng"])
@@ -329,40 +350,42 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def _loop(self):
-        from ..nn.utils import clip_grad_norm_
-        a, s, model = self.args, self.state, self.model
+        a, s, model, par = self.args, self.state, self.model, self.parallel
         self._timed = [0, 0.0]
         model.train()
         with _StopSignals(self, enabled=a.save_on_interrupt) as stop:
             while s.global_step < a.max_steps and not stop.signum:
                 s.current_step = s.global_step + 1
                 inputs, labels = self.batches.next_batch()
+                tokens = inputs.size
+                inputs, labels = par.local_rows(inputs), par.local_rows(labels)
                 t0 = time.perf_counter()
                 with genesis.autocast(genesis.device(a.device).type, dtype=genesis.bfloat16,
                                       enabled=a.bf16):
-                    out = model(genesis.tensor(inputs, device=a.device),
-                                labels=genesis.tensor(labels, device=a.device),
-                                return_dict=True, output_router_logits=True)
+                    out = self.wrapped(genesis.tensor(inputs, device=a.device),
+                                       labels=genesis.tensor(labels, device=a.device),
+                                       return_dict=True, output_router_logits=True)
                 self.optimizer.zero_grad()
                 out.loss.backward()
-                grad_norm = clip_grad_norm_(model.parameters(), a.max_grad_norm) \
+                grad_norm = par.clip_grad_norm_(model.parameters(), a.max_grad_norm) \
                     if a.max_grad_norm else None
                 self.optimizer.step()
+                par.reduce_router_statistics(model)
                 births = model.update_router_state(self.optimizer)
                 self.lr_scheduler.step()
                 s.global_step += 1
                 elapsed = time.perf_counter() - t0
-                loss = float(out.loss.item())
+                loss = par.mean(out.loss.item())
                 if not math.isfinite(loss):
                     raise TrainingError(
                         f"the loss became {loss} at step {s.global_step}; lower "
                         f"{self._name('learning_rate')} or set {self._name('max_grad_norm')} "
                         f"({self._last_checkpoint_phrase()})")
-                self._timed[0] += inputs.size
+                self._timed[0] += tokens
                 self._timed[1] += elapsed
                 s.train_loss = loss
                 self._log(_step_record(s.global_step, out, loss,
-                                       self.lr_scheduler.get_last_lr()[0], inputs.size / elapsed,
+                                       self.lr_scheduler.get_last_lr()[0], tokens / elapsed,
                                        grad_norm, births))
                 last = s.global_step == a.max_steps
                 if a.eval_steps and self.eval_dataset is not None and \
@@ -373,6 +396,8 @@ class Trainer:
                     self._call("on_evaluate", metrics)
                 if last or (a.save_steps and s.global_step % a.save_steps == 0):
                     self._save_checkpoint()
+                if par.distributed and par.any(stop.signum) and not stop.signum:
+                    stop.signum = signal.SIGINT       # another rank was interrupted
             if stop.signum:
                 s.interrupted_by = stop.signum
                 if s.last_checkpoint_step != s.global_step:
@@ -388,16 +413,21 @@ class Trainer:
         """Write the run's checkpoint (model, tokenizer, optimizer/scheduler/sampler/RNG state,
         options), verify it and swap it in for the previous one."""
         s = self.state
+        model, optimizer_state = self.parallel.full_model(self.model), \
+            self.parallel.optimizer_state(self.optimizer)
+        if not self.parallel.is_main:
+            s.last_checkpoint_step = s.global_step
+            return None
         self._metrics.sync()
         record = dict(self._signature, global_step=s.global_step,
                       metadata=self.run_metadata,
                       training_args=dict(self.args.to_dict(), **self._signature["training_args"]))
-        state = {"optimizer": self.optimizer.state_dict(),
+        state = {"optimizer": optimizer_state,
                  "scheduler": self.lr_scheduler.state_dict(), "rng": genesis.get_rng_state(),
                  "sampler": self.batches.state_dict(), "step": s.global_step}
 
         def write(folder):
-            digests = dict(self.model.save_pretrained(folder))
+            digests = dict(model.save_pretrained(folder))
             if self.tokenizer is not None:
                 digests.update(self.tokenizer.save(folder))
             digests[STATE_FILE] = atomic_write(os.path.join(folder, STATE_FILE),
@@ -425,6 +455,8 @@ class Trainer:
         return tokens / seconds if seconds else None
 
     def _call(self, event, *extra):
+        if not self.parallel.is_main:
+            return
         for cb in self.callbacks:
             getattr(cb, event)(self.args, self.state, *extra)
 

@@ -25,7 +25,7 @@ from ...distributed.process_group import default_backend
 from ...nn import Module, Parameter
 from ...tensor import Tensor
 
-__all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict",
+__all__ = ["ExpertParallelExperts", "shard_experts", "full_state_dict", "shard_state_dict",
            "all_reduce_router_statistics"]
 
 
@@ -198,6 +198,23 @@ class _AllSlots:
 
     gate_up_proj = property(lambda self: self._gather("gate_up_proj"))
     down_proj = property(lambda self: self._gather("down_proj"))
+
+
+def shard_state_dict(model, state):
+    """A full state dict with each sharded block's expert tensors cut to this rank's slice
+    (to load a full checkpoint into a sharded model)."""
+    state = dict(state)
+    for name, block in _sharded_blocks(model):
+        experts = block.experts
+        if not isinstance(experts, ExpertParallelExperts):
+            continue
+        window = slice(experts.expert_offset, experts.expert_offset + experts.num_local_experts)
+        for pname in ("gate_up_proj", "down_proj"):
+            key = f"{name}.experts.{pname}" if name else f"experts.{pname}"
+            if key in state:
+                state[key] = Tensor._make(state[key]._array[window].copy(),
+                                          device=state[key].device)
+    return state
 
 
 def all_reduce_router_statistics(module):
