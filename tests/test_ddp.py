@@ -40,3 +40,13 @@ def test_sampler_shuffle_is_shared_and_changes_with_epoch():
 def test_sampler_rejects_bad_rank():
     with pytest.raises(ValueError, match=r"invalid rank 2.*\[0, 1\]"):
         DistributedSampler(range(4), num_replicas=2, rank=2)
+
+
+def test_sampler_feeds_a_dataloader():
+    from genesis.utils.data import DataLoader, Sampler, TensorDataset
+    import genesis
+    data = TensorDataset(genesis.arange(10))
+    sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=False)
+    assert isinstance(sampler, Sampler)
+    batches = [b[0].tolist() for b in DataLoader(data, batch_size=2, sampler=sampler)]
+    assert batches == [[1, 3], [5, 7], [9]]

@@ -3,11 +3,12 @@ import math
 
 from ...creation import randperm
 from ...random import Generator
+from .sampler import Sampler
 
 __all__ = ["DistributedSampler"]
 
 
-class DistributedSampler:
+class DistributedSampler(Sampler):
     """Indices ``rank, rank + R, rank + 2R, ...`` of a (per-epoch shuffled) index list padded
     by repetition to a multiple of ``R = num_replicas``, or truncated with ``drop_last``.
 
