@@ -50,7 +50,12 @@ class DistributedDataParallel(Module):
     wrapped model; ``no_sync()`` skips the reduction for gradient accumulation).
 
     Counters: ``bytes_reduced`` (bucket bytes all-reduced so far) and ``buckets_overlapped``
-    (buckets started while backward was still running)."""
+    (buckets started while backward was still running).
+
+    Accepted for PyTorch compatibility but without effect: ``device_ids``, ``output_device``
+    and ``dim`` (the module runs where its parameters are), ``find_unused_parameters`` (unused
+    parameters are always handled, see the module docstring), ``check_reduction``,
+    ``gradient_as_bucket_view`` and ``static_graph``."""
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
                  broadcast_buffers=True, process_group=None, bucket_cap_mb=25.0,
