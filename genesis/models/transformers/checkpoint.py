@@ -24,7 +24,8 @@ from ...autograd import no_grad
 from ...nn import init
 from .manifest import read_manifest, verify_checkpoint, write_manifest
 
-__all__ = ["load_pretrained", "save_pretrained", "load_hf_state_dict", "hf_to_genesis_state_dict",
+__all__ = ["load_pretrained", "load_plan", "write_tensor", "model_dtype", "save_pretrained",
+           "load_hf_state_dict", "hf_to_genesis_state_dict",
            "genesis_to_hf_state_dict", "split_state_dict_into_shards", "parse_size",
            "CONFIG_NAME", "WEIGHTS_NAME", "WEIGHTS_INDEX_NAME"]
 
@@ -39,6 +40,7 @@ _PART = {"w1": "gate", "gate_proj": "gate", "w3": "up", "up_proj": "up", "w2": "
 _HUB_NAMES = {"mixtral": ("w1", "w3", "w2")}
 _DEFAULT_NAMES = ("gate_proj", "up_proj", "down_proj")
 _IGNORED_RE = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+ALL_EXPERTS = slice(None)  # a target "expert" meaning: the same part of every expert at once
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -146,13 +148,16 @@ def _target(key, bare):
 
 
 def _slot(stacked_shape, expert, part):
-    """(index into the stacked ``[E, ...]`` tensor, shape of that slot) for one expert part."""
+    """(index into the stacked ``[E, ...]`` tensor, shape of that slot) for one expert part;
+    ``expert`` ALL_EXPERTS is that part of every expert (GGUF's stacked ``ffn_*_exps``)."""
     rows = stacked_shape[1]
+    lead = (slice(None),) if expert is ALL_EXPERTS else (expert,)
+    count = (stacked_shape[0],) if expert is ALL_EXPERTS else ()
     if part == "down":
-        return (expert,), tuple(stacked_shape[1:])
+        return lead, count + tuple(stacked_shape[1:])
     half = rows // 2
     rows_slice = slice(0, half) if part == "gate" else slice(half, rows)
-    return (expert, rows_slice), (half,) + tuple(stacked_shape[2:])
+    return lead + (rows_slice,), count + (half,) + tuple(stacked_shape[2:])
 
 
 def _expert_gaps(name, stacked_shape, filled):
@@ -209,7 +214,7 @@ def hf_to_genesis_state_dict(state):
     return out
 
 
-def _model_dtype(dtype, config):
+def model_dtype(dtype, config):
     """The genesis dtype to load into: None keeps genesis's default, "auto" the config's."""
     if dtype == "auto":
         dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
@@ -236,18 +241,22 @@ def load_pretrained(cls, path_or_dir, dtype=None, check_memory=True, **overrides
     their slot of the stacked expert weights), so loading needs no second copy of the model.
     """
     from .configuration_moe import MoEConfig
+    if os.fspath(path_or_dir).endswith(".gguf"):
+        from .gguf import load_gguf_model
+        return load_gguf_model(cls, path_or_dir, dtype=dtype, check_memory=check_memory,
+                               **overrides)
     _verify_model_files(path_or_dir)
     directory, files = _resolve_checkpoint(path_or_dir)
     if not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
         raise FileNotFoundError(f"from_pretrained: {directory} has no {CONFIG_NAME}")
     config = MoEConfig.from_pretrained(directory, **overrides)
-    target = _model_dtype(dtype, config)
+    target = model_dtype(dtype, config)
     headers = _read_headers(files)
     # Built directly in the target dtype without random initialisation: every parameter is
     # overwritten below, so peak memory is one copy of the model in the dtype it is loaded in.
     with dtypes.default_dtype(target), init.skip_init():
         model = cls(config, check_memory=check_memory)
-    plan = _load_plan(model, headers, path_or_dir)
+    plan = load_plan(model, headers, path_or_dir)
     _copy_tensors(model, files, plan)
     model.eval()
     return model
@@ -273,16 +282,20 @@ def _verify_model_files(path):
     verify_checkpoint(directory, sorted(names))
 
 
-def _load_plan(model, headers, source):
-    """``{checkpoint key: (parameter name, index)}``, after checking names, shapes, coverage."""
+def load_plan(model, headers, source, targets=None):
+    """``{checkpoint key: (parameter name, index)}``, after checking names, shapes, coverage.
+
+    ``headers``: ``{key: (file, shape)}``; ``targets``: ``{key: (name, expert, part)}`` (by
+    default from the hub key names, see ``_target``)."""
     expected = model.state_dict(keep_vars=True)
     owners, aliases = {}, {}
     for name, tensor in expected.items():
         first = owners.setdefault(id(tensor), name)
         if first != name:
             aliases[name] = first
-    bare = _is_bare(headers)
-    targets = {k: t for k, t in ((k, _target(k, bare)) for k in headers) if t is not None}
+    if targets is None:
+        bare = _is_bare(headers)
+        targets = {k: t for k, t in ((k, _target(k, bare)) for k in headers) if t is not None}
     whole = {name for name, expert, _ in targets.values() if expert is None}
     plan, filled, unexpected, wrong = {}, {}, [], []
     for key, (name, expert, part) in targets.items():
@@ -296,7 +309,7 @@ def _load_plan(model, headers, source):
         full = tuple(expected[name].shape)
         if expert is None:
             index, want = Ellipsis, full
-        elif len(full) != 3 or expert >= full[0]:
+        elif len(full) != 3 or (expert is not ALL_EXPERTS and expert >= full[0]):
             wrong.append(f"{key}: expert {expert}, but the model's {name} has shape {full}")
             continue
         else:
@@ -305,7 +318,8 @@ def _load_plan(model, headers, source):
             wrong.append(f"{key}: checkpoint {headers[key][1]} vs model {want}")
             continue
         plan[key] = (name, index)
-        filled.setdefault(name, set()).add((expert, part))
+        experts = range(full[0]) if expert is ALL_EXPERTS else [expert]
+        filled.setdefault(name, set()).update((e, part) for e in experts)
     missing = []
     for name in expected:
         if name in aliases or (None, None) in filled.get(name, ()):
@@ -336,10 +350,13 @@ def _copy_tensors(model, files, plan):
                     if key not in plan:
                         continue
                     name, index = plan[key]
-                    tensor = expected[name]
-                    xp = backends.xp_for(tensor.device)
-                    tensor._array[index] = xp.asarray(f.get_tensor(key)).astype(
-                        tensor._array.dtype, copy=False)
+                    write_tensor(expected[name], index, f.get_tensor(key))
+
+
+def write_tensor(tensor, index, values):
+    """Copy the array ``values`` into ``tensor[index]`` (cast to its dtype, on its device)."""
+    xp = backends.xp_for(tensor.device)
+    tensor._array[index] = xp.asarray(values).astype(tensor._array.dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- writing
