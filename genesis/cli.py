@@ -6,7 +6,8 @@ import platform
 import sys
 from collections import namedtuple
 
-from .train.command import add_plot_arguments, add_train_arguments, number, run_plot, run_train
+from . import chat
+from .train.command import add_plot_arguments, add_train_arguments, run_plot, run_train
 from .train.data import CLIError
 
 Command = namedtuple("Command", ["help", "add_arguments", "run"])
@@ -17,73 +18,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-# --------------------------------------------------------------------------- generate
-def add_generate_arguments(g):
-    """The flags of ``genesis generate``."""
-    g.add_argument("--checkpoint", required=True, help="a checkpoint folder (HF layout)")
-    g.add_argument("--prompt", default="The ", help="(default: %(default)r)")
-    g.add_argument("--max-new-tokens", type=number(int, 1), default=200,
-                   help="(default: %(default)s)")
-    g.add_argument("--temperature", type=number(float, 0), default=0.8,
-                   help="0 means greedy decoding (default: %(default)s)")
-    g.add_argument("--top-k", type=number(int, 0), default=50,
-                   help="keep the k likeliest tokens, 0 disables (default: %(default)s)")
-    g.add_argument("--top-p", type=number(float, 0, 1, low_open=True), default=1.0,
-                   help="nucleus sampling mass in (0, 1] (default: %(default)s)")
-    g.add_argument("--repetition-penalty", type=number(float, 0, low_open=True), default=1.0,
-                   help="> 0; 1 disables (default: %(default)s)")
-    g.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's)")
-    g.add_argument("--seed", type=number(int, 0), default=None,
-                   help="makes sampling reproducible (default: a fresh random seed each run)")
-
-
-def _seed_generation(seed):
-    """Seed sampling: ``--seed`` reproduces a run; without it every run samples anew."""
-    import genesis
-    if seed is None:
-        genesis.seed()
-    else:
-        genesis.manual_seed(seed)
-
-
-def cmd_generate(args):
-    """``genesis generate``: stream sampled tokens to stdout."""
-    import genesis
-    from .models.transformers import MoEForCausalLM
-    from .train.data import load_tokenizer
-    if not os.path.isdir(args.checkpoint):
-        raise CLIError(f"checkpoint folder not found: {args.checkpoint}")
-    if not os.path.isfile(os.path.join(args.checkpoint, "config.json")):
-        raise CLIError(f"{args.checkpoint} has no config.json: not a genesis/HF checkpoint")
-    tokenizer = load_tokenizer(args.tokenizer, args.checkpoint)
-    try:
-        model = MoEForCausalLM.from_pretrained(args.checkpoint)
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
-    model.eval()
-    _seed_generation(args.seed)
-    ids = tokenizer.encode(args.prompt)
-    if len(ids) == 0:
-        raise CLIError("--prompt is empty")
-    if len(ids) + args.max_new_tokens > model.config.max_position_embeddings:
-        raise CLIError(f"prompt ({len(ids)} tokens) + --max-new-tokens {args.max_new_tokens} "
-                       f"exceeds max_position_embeddings {model.config.max_position_embeddings}")
-    decode = tokenizer.stream_decoder()
-    sys.stdout.write(args.prompt)
-    sys.stdout.flush()
-
-    def streamer(new_ids):
-        sys.stdout.write(decode(new_ids.reshape(-1).tolist()))
-        sys.stdout.flush()
-
-    model.generate(genesis.tensor(ids[None, :]), max_new_tokens=args.max_new_tokens,
-                   do_sample=args.temperature > 0, temperature=args.temperature or 1.0,
-                   top_k=args.top_k, top_p=args.top_p,
-                   repetition_penalty=args.repetition_penalty, streamer=streamer)
-    sys.stdout.write("\n")
-    return 0
 
 
 # --------------------------------------------------------------------------- info
@@ -121,7 +55,10 @@ def cmd_info(args):
 COMMANDS = {
     "train": Command("train an MoE language model (default: embedded corpus)",
                      add_train_arguments, run_train),
-    "generate": Command("sample text from a checkpoint", add_generate_arguments, cmd_generate),
+    "generate": Command("sample text from a checkpoint", chat.add_generate_arguments,
+                        chat.cmd_generate),
+    "chat": Command("multi-turn chat with a checkpoint that has a chat template (one message "
+                    "per stdin line)", chat.add_chat_arguments, chat.cmd_chat),
     "plot": Command("redraw a run's loss.png and expert_load.png from its metrics.jsonl",
                     add_plot_arguments, run_plot),
     "info": Command("versions, backends, presets", lambda p: None, cmd_info),

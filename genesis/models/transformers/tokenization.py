@@ -204,14 +204,14 @@ class PreTrainedTokenizerBase:
         return text
 
     def stream_decoder(self):
-        """A function turning successive ids into the text they add, holding back incomplete
-        characters (a token that ends inside a multi-byte character waits for the next)."""
+        """A function ``push(ids, final=False)`` returning the text successive ids add, holding
+        back an incomplete character until the next ids (or ``final=True``) complete it."""
         seen, emitted = [], [0]
 
-        def push(ids):
+        def push(ids, final=False):
             seen.extend(int(i) for i in ids)
             text = self.decode(seen, skip_special_tokens=True)
-            if text.endswith("\ufffd"):
+            if text.endswith("\ufffd") and not final:
                 return ""
             new = text[emitted[0]:]
             emitted[0] = len(text)
@@ -247,7 +247,7 @@ class ByteTokenizer(PreTrainedTokenizerBase):
     def stream_decoder(self):
         """Incremental UTF-8 decoding: text appears as soon as its characters are complete."""
         dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return lambda ids: dec.decode(bytes(int(i) for i in ids))
+        return lambda ids, final=False: dec.decode(bytes(int(i) for i in ids), final=final)
 
     def convert_tokens_to_ids(self, token):
         """The byte value of a one-byte token."""
