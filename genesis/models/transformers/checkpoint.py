@@ -339,18 +339,62 @@ def load_plan(model, headers, source, targets=None):
     return plan
 
 
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
+              "BF16": dtypes.bfloat16.np, "I64": np.int64, "I32": np.int32,
+              "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _tensor_offsets(file):
+    """``{key: (numpy dtype, shape, start, end)}`` of a safetensors file (byte offsets into it);
+    the header was validated by ``_read_headers``."""
+    with open(file, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(length))
+    header.pop("__metadata__", None)
+    out = {}
+    for key, info in header.items():
+        if info["dtype"] not in _ST_DTYPES:
+            raise ValueError(f"from_pretrained: {file}: tensor {key!r} has dtype {info['dtype']}, "
+                             f"which genesis does not load (supported: {sorted(_ST_DTYPES)})")
+        begin, end = info["data_offsets"]
+        out[key] = (np.dtype(_ST_DTYPES[info["dtype"]]), tuple(info["shape"]), 8 + length + begin,
+                    8 + length + end)
+    return out
+
+
+def _read_exactly(f, view, file, key):
+    """Fill ``view`` from ``f`` (one read returns at most ~2 GiB on Linux, so loop)."""
+    done = 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            raise RuntimeError(f"from_pretrained: {file} is truncated (tensor {key!r})")
+        done += n
+
+
 def _copy_tensors(model, files, plan):
-    """Read each planned tensor once and write it into its parameter slot (cast on the way)."""
-    from safetensors import safe_open
+    """Read each planned tensor once with plain file reads (no mmap, so the file's pages never
+    count in this process's memory) and write it into its parameter slot, cast on the way: a
+    whole float parameter of the file's dtype on the CPU is read straight into its memory."""
     expected = model.state_dict(keep_vars=True)
     with no_grad():
         for file in files:
-            with safe_open(file, framework="np") as f:
-                for key in f.keys():
+            offsets = _tensor_offsets(file)
+            with open(file, "rb", buffering=0) as f:
+                for key, (dtype, shape, start, end) in sorted(offsets.items(),
+                                                               key=lambda kv: kv[1][2]):
                     if key not in plan:
                         continue
                     name, index = plan[key]
-                    write_tensor(expected[name], index, f.get_tensor(key))
+                    tensor = expected[name]
+                    array = tensor._array
+                    direct = (index is Ellipsis and isinstance(array, np.ndarray)
+                              and array.dtype == dtype and array.flags.c_contiguous)
+                    out = array if direct else np.empty(shape, dtype=dtype)
+                    f.seek(start)
+                    _read_exactly(f, memoryview(out.reshape(-1).view(np.uint8)), file, key)
+                    if not direct:
+                        write_tensor(tensor, index, out)
 
 
 def write_tensor(tensor, index, values):
