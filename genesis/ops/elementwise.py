@@ -9,6 +9,7 @@ from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..device import as_device
 from ..tensor import Tensor
+from ._activations import sigmoid as _sigmoid
 from ._special import erf as _erf
 
 __all__ = ["add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow",
@@ -321,14 +322,6 @@ tan = _unary("tan", lambda xp, x: xp.tan(x), lambda xp, x, y, g: g * (1 + y * y)
 tanh = _unary("tanh", lambda xp, x: xp.tanh(x), lambda xp, x, y, g: g * (1 - y * y), save="y")
 erf = _unary("erf", lambda xp, x: _erf(xp, x),
              lambda xp, x, y, g: g * (_SQRT_PI_2 * xp.exp(-x * x)).astype(g.dtype))
-
-
-def _sigmoid(xp, x):
-    out = xp.empty_like(x)
-    pos = x >= 0
-    ez = xp.exp(-xp.abs(x))
-    out[...] = xp.where(pos, 1 / (1 + ez), ez / (1 + ez))
-    return out
 
 
 sigmoid = _unary("sigmoid", _sigmoid, lambda xp, x, y, g: g * y * (1 - y), save="y",

@@ -13,7 +13,8 @@ from ..autograd import Function, is_grad_enabled, unbroadcast
 from ..backends import triton as _triton
 from ..tensor import Tensor
 from ._nn_common import check_float as _check_float, log_softmax as _log_softmax, opmath
-from .elementwise import _sigmoid, to_dtype
+from ._activations import sigmoid as _sigmoid
+from .elementwise import to_dtype
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits"]
 

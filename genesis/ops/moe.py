@@ -8,7 +8,6 @@ contiguous matmul per projection, and results are un-permuted and summed over th
 reshape (deterministic, no scatter-add). Backward mirrors it: grouped matmuls with the same
 offsets give the weight gradients, the input gradient and the routing-weight gradient.
 """
-import math
 
 import numpy as np
 
@@ -17,39 +16,10 @@ from ..backends import triton as _triton
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..tensor import Tensor
-from ._special import erf as _erf
+from ._activations import ACTIVATIONS as _ACTIVATIONS, act_and_grad as _act_and_grad
 from .elementwise import to_dtype
 
 __all__ = ["moe_experts"]
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
-def _sigmoid(xp, x):
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
-
-
-def _act_and_grad(xp, name, g, need_grad):
-    """``act(g)`` and (when ``need_grad``) ``act'(g)`` for the supported expert activations."""
-    if name == "silu":
-        s = _sigmoid(xp, g)
-        return g * s, (s * (1 + g * (1 - s)) if need_grad else None)
-    if name == "relu":
-        pos = g > 0
-        return g * pos, (pos.astype(g.dtype) if need_grad else None)
-    if name == "gelu":
-        cdf = 0.5 * (1.0 + _erf(xp, g * (1.0 / math.sqrt(2.0))))
-        pdf = xp.exp(-0.5 * g * g) * (1.0 / math.sqrt(2.0 * math.pi))
-        return g * cdf, (cdf + g * pdf if need_grad else None)
-    inner = _GELU_C * (g + 0.044715 * g * g * g)
-    t = xp.tanh(inner)
-    d = 0.5 * (1 + t) + 0.5 * g * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * g * g) \
-        if need_grad else None
-    return 0.5 * g * (1 + t), d
-
-
-_ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "gelu": "gelu",
-                "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 
 
 def _expert_matmul(xp, a, weight, bounds, active, transpose=True):

@@ -15,8 +15,9 @@ from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..random import device_rng
 from ..tensor import Tensor, _wrap_dim
-from ._special import erf as _erf
-from .elementwise import _sigmoid, to_dtype
+from ._activations import gelu as _gelu, gelu_grad as _gelu_grad, sigmoid as _sigmoid, \
+    silu_grad as _silu_grad
+from .elementwise import to_dtype
 from .linalg import _matmul
 from ._nn_common import (check_float as _check_float, log_softmax as _log_softmax, opmath,
                          opmath_dtype, softmax as _softmax)
@@ -95,8 +96,7 @@ class Silu(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        s = _sigmoid(ctx.xp, x)
-        return g * s * (1 + x * (1 - s))
+        return g * _silu_grad(ctx.xp, x)
 
 
 class SiluAndMul(Function):
@@ -122,37 +122,21 @@ class SiluAndMul(Function):
                                                       xp.ascontiguousarray(up))
         s = _sigmoid(ctx.xp, gate)
         ng, nu = ctx.needs_input_grad
-        return (unbroadcast(g * up * s * (1 + gate * (1 - s)), gate.shape) if ng else None,
+        return (unbroadcast(g * up * _silu_grad(ctx.xp, gate, s), gate.shape) if ng else None,
                 unbroadcast(g * gate * s, up.shape) if nu else None)
-
-
-_SQRT_2 = math.sqrt(2.0)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_GELU_C = 0.044715
 
 
 class Gelu(Function):
     @staticmethod
     def forward(ctx, x, approximate):
-        xp = ctx.xp
         ctx.save_for_backward(x)
         ctx.approximate = approximate
-        if approximate == "tanh":
-            y = 0.5 * x * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)))
-        else:
-            y = 0.5 * x * (1 + _erf(xp, x / _SQRT_2))
-        return y.astype(x.dtype, copy=False)
+        return _gelu(ctx.xp, x, approximate).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
         (x,) = ctx.saved_tensors
-        if ctx.approximate == "tanh":
-            t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x))
-            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
-        else:
-            d = 0.5 * (1 + _erf(xp, x / _SQRT_2)) + x * _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+        d = _gelu_grad(ctx.xp, x, ctx.approximate)
         return (g * d).astype(g.dtype, copy=False), None
 
 
