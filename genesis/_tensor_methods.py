@@ -1,7 +1,7 @@
 """Attach operators, op methods and in-place methods to Tensor (PyTorch's method names)."""
-import numpy as np
 
 from . import backends, ops
+from ._broadcast import check_broadcast_to
 from .autograd import _mode
 from .ops._views import ViewScatter
 from .random import device_rng, draw_normal, draw_uniform
@@ -218,11 +218,7 @@ def copy_(self, src, non_blocking=False):
         src = Tensor(src)
     if src.device != self.device:
         src = src.to(self.device)
-    try:
-        np.broadcast_shapes(tuple(src.shape), tuple(self.shape))
-    except ValueError:
-        raise RuntimeError(f"copy_: source of shape {tuple(src.shape)} cannot be broadcast to "
-                           f"the destination shape {tuple(self.shape)}") from None
+    check_broadcast_to("copy_", src.shape, self.shape, "source", "the destination")
     if src.requires_grad and _mode.enabled:
         _check_inplace(self, "copy_")
         result = ops.expand(ops.to_dtype(src, self.dtype), tuple(self.shape)).clone()

@@ -13,6 +13,7 @@ import ml_dtypes
 import numpy as np
 
 from . import backends
+from ._broadcast import broadcast_error
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -390,9 +391,8 @@ class Function:
             if "broadcast" not in str(exc):
                 raise
             shapes = " and ".join(str(tuple(a.shape)) for a in args if isinstance(a, tensor_cls))
-            raise RuntimeError(f"{cls.__name__}: the shapes {shapes} cannot be broadcast "
-                               "together (sizes must match or be 1, aligned from the right)"
-                               ) from None
+            raise broadcast_error(cls.__name__, f"the shapes {shapes} cannot be broadcast "
+                                                "together") from None
         multi = type(out) is tuple
         outs = out if multi else (out,)
         base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None

@@ -13,6 +13,7 @@ import numpy as np
 from .. import backends, dtypes
 from ..backends import scatter as _scatter
 from ..amp.autocast_mode import autocast_op
+from .._broadcast import broadcast_error, broadcast_shapes
 from ..autograd import Function, _mode, unbroadcast
 from ..tensor import Tensor, _wrap_dim, check_no_internal_overlap
 from .elementwise import check_bool_mask, clone, mul, to_dtype
@@ -218,6 +219,20 @@ def _target(arr, basic, adv):
     return view, (Ellipsis,) if adv is None else adv
 
 
+def _assign(xp, view, idx, values, accumulate, op):
+    """``view[idx] = values`` (``+=`` with ``accumulate``); PyTorch's RuntimeError when the
+    value does not broadcast to the indexed part."""
+    try:
+        if accumulate:
+            _scatter_add_into(xp, view, idx, values)
+        else:
+            view[idx] = values
+    except ValueError:
+        raise broadcast_error(op, f"shape mismatch: value tensor of shape "
+                                  f"{tuple(getattr(values, 'shape', ()))} cannot be broadcast to "
+                                  f"indexing result of shape {tuple(view[idx].shape)}") from None
+
+
 class IndexPut(Function):
     """``out = x.clone(); out[basic][adv] = values`` (or ``+=`` with ``accumulate``)."""
 
@@ -225,15 +240,7 @@ class IndexPut(Function):
     def forward(ctx, x, values, basic, adv, accumulate, op):
         out = x.copy()
         view, idx = _target(out, basic, adv)
-        try:
-            if accumulate:
-                _scatter_add_into(ctx.xp, view, idx, values)
-            else:
-                view[idx] = values
-        except ValueError:
-            raise RuntimeError(f"{op}: shape mismatch: value tensor of shape "
-                               f"{tuple(getattr(values, 'shape', ()))} cannot be broadcast to "
-                               f"indexing result of shape {tuple(view[idx].shape)}") from None
+        _assign(ctx.xp, view, idx, values, accumulate, op)
         ctx.meta = (basic, adv, accumulate, getattr(values, "shape", ()))
         return out
 
@@ -293,13 +300,8 @@ def setitem(input, index, value):
         view, idx = _target(input._array, basic, adv)
         if adv is None:
             check_no_internal_overlap(view, "setitem")
-        raw = value._array if isinstance(value, Tensor) else value
-        try:
-            view[idx] = raw
-        except ValueError:
-            raise RuntimeError(f"setitem: shape mismatch: value tensor of shape "
-                               f"{tuple(getattr(raw, 'shape', ()))} cannot be broadcast to "
-                               f"indexing result of shape {tuple(view[idx].shape)}") from None
+        _assign(backends.xp_for(input.device), view, idx,
+                value._array if isinstance(value, Tensor) else value, False, "setitem")
         input._version[0] += 1
         return input
     _check_inplace(input, "setitem")
@@ -392,14 +394,11 @@ def take_along_dim(input, indices, dim=None):
                            f"dimensions, got {input.ndim} and {idx.ndim}")
     idx = idx.reshape(1) if idx.ndim == 0 else idx
     dim = _wrap_dim(dim, x.ndim, "take_along_dim")
-    try:
-        bshape = list(np.broadcast_shapes(
-            tuple(s for d, s in enumerate(x.shape) if d != dim),
-            tuple(s for d, s in enumerate(idx.shape) if d != dim)))
-    except ValueError:
-        raise RuntimeError(f"take_along_dim: input of shape {tuple(input.shape)} and indices of "
-                           f"shape {tuple(idx.shape)} are not broadcastable apart from dimension "
-                           f"{dim}") from None
+    bshape = list(broadcast_shapes(
+        "take_along_dim", tuple(s for d, s in enumerate(x.shape) if d != dim),
+        tuple(s for d, s in enumerate(idx.shape) if d != dim),
+        what=f"input of shape {tuple(input.shape)} and indices of shape {tuple(idx.shape)} "
+             f"apart from dimension {dim}"))
     bshape.insert(dim, idx.shape[dim])
     idx = xp.broadcast_to(idx, tuple(bshape))
     _check_range(xp, idx, x.shape[dim], dim, "take_along_dim", allow_negative=False,

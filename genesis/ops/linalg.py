@@ -3,6 +3,7 @@ import string
 
 from .. import dtypes
 from ..amp.autocast_mode import autocast_op
+from .._broadcast import broadcast_shapes
 from ..autograd import Function, unbroadcast
 from ..tensor import Tensor
 from .elementwise import to_dtype
@@ -89,15 +90,9 @@ def matmul(input, other):
     if len(sa) > 2 or len(sb) > 2:
         batch_a = sa[:-2] if len(sa) > 1 else ()
         batch_b = sb[:-2] if len(sb) > 1 else ()
-        _broadcast_batch("matmul", sa, sb, batch_a, batch_b)
+        broadcast_shapes("matmul", batch_a, batch_b,
+                         what=f"batch dimensions of shapes {sa} and {sb}")
     return MatMul.apply(input, other)
-
-
-def _broadcast_batch(op, sa, sb, batch_a, batch_b):
-    for x, y in zip(reversed(batch_a), reversed(batch_b)):
-        if x != y and x != 1 and y != 1:
-            raise RuntimeError(f"{op}: batch dimensions of shapes {sa} and {sb} cannot be "
-                               f"broadcast ({x} != {y})")
 
 
 @autocast_op

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import dtypes
 from ..amp.autocast_mode import autocast_op
+from .._broadcast import broadcast_shapes, check_broadcast_to
 from ..autograd import Function, is_grad_enabled, unbroadcast
 from ..backends import triton as _triton
 from ..tensor import Tensor
@@ -303,11 +304,8 @@ def _pointwise_loss(op, kind, input, target, size_average, reduce, reduction, we
     _check_float(op, input)
     if not isinstance(target, Tensor):
         raise TypeError(f"{op}: expected target to be a Tensor, got {type(target).__name__}")
-    try:
-        shape = np.broadcast_shapes(tuple(input.shape), tuple(target.shape))
-    except ValueError:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} and target of shape "
-                         f"{tuple(target.shape)} cannot be broadcast") from None
+    shape = broadcast_shapes(op, input.shape, target.shape, what=f"input of shape "
+                             f"{tuple(input.shape)} and target of shape {tuple(target.shape)}")
     if tuple(target.shape) != tuple(input.shape):
         warnings.warn(f"{op}: using a target size {tuple(target.shape)} that is different to the "
                       f"input size {tuple(input.shape)}; this will likely lead to incorrect "
@@ -384,12 +382,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     args = []
     for name, t in (("weight", weight), ("pos_weight", pos_weight)):
         if t is not None:
-            try:
-                if np.broadcast_shapes(tuple(t.shape), tuple(input.shape)) != tuple(input.shape):
-                    raise ValueError
-            except ValueError:
-                raise ValueError(f"{op}: {name} of shape {tuple(t.shape)} cannot be broadcast "
-                                 f"to the input shape {tuple(input.shape)}") from None
+            check_broadcast_to(op, t.shape, input.shape, name, "the input")
             if t.requires_grad and is_grad_enabled():
                 raise RuntimeError(f"{op}: not differentiable with respect to {name}; pass "
                                    f"{name}.detach()")

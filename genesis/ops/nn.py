@@ -12,6 +12,7 @@ from .. import dtypes
 from ..backends import scatter as _scatter
 from ..backends import triton as _triton
 from ..amp.autocast_mode import autocast_op
+from .._broadcast import broadcast_shapes, check_broadcast_to
 from ..autograd import Function, unbroadcast
 from ..random import device_rng
 from ..tensor import Tensor, _wrap_dim
@@ -185,11 +186,7 @@ def silu_and_mul(gate, up):
     if gate.dtype is not up.dtype:
         raise TypeError(f"silu_and_mul: gate and up must have the same dtype, got {gate.dtype} "
                         f"and {up.dtype}")
-    try:
-        np.broadcast_shapes(tuple(gate.shape), tuple(up.shape))
-    except ValueError:
-        raise ValueError(f"silu_and_mul: shapes {tuple(gate.shape)} and {tuple(up.shape)} "
-                         "cannot be broadcast") from None
+    broadcast_shapes("silu_and_mul", gate.shape, up.shape)
     return SiluAndMul.apply(gate, up)
 
 
@@ -584,11 +581,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                              f"be a multiple of the key/value heads ({ks[-3]})")
         n_rep = qs[-3] // ks[-3]
     k_batch = ks[:-3] + ((ks[-3] * n_rep,) if key.ndim >= 3 else ())
-    try:
-        batch = np.broadcast_shapes(qs[:-2], k_batch)
-    except ValueError:
-        raise RuntimeError(f"{op}: batch dimensions of query {qs} and key {ks} cannot be "
-                           "broadcast (pass enable_gqa=True for grouped-query attention)") from None
+    batch = broadcast_shapes(op, qs[:-2], k_batch, what=f"batch dimensions of query {qs} and "
+                             f"key {ks} (grouped-query attention needs enable_gqa=True)")
     mask = attn_mask
     if mask is not None:
         if is_causal:
@@ -596,12 +590,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                "is_causal=True")
         if not isinstance(mask, Tensor):
             raise TypeError(f"{op}: attn_mask must be a Tensor, got {type(mask).__name__}")
-        try:
-            np.broadcast_shapes(tuple(mask.shape), batch + (qs[-2], ks[-2]))
-        except ValueError:
-            raise RuntimeError(f"{op}: attn_mask of shape {tuple(mask.shape)} cannot be broadcast "
-                               f"to the attention scores' shape {batch + (qs[-2], ks[-2])}") \
-                from None
+        check_broadcast_to(op, mask.shape, batch + (qs[-2], ks[-2]), "attn_mask",
+                           "the attention scores")
         if mask.dtype is not dtypes.bool_:
             if not mask.dtype.is_floating_point:
                 raise TypeError(f"{op}: attn_mask must be bool or floating, got {mask.dtype}")
