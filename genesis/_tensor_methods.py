@@ -1,40 +1,12 @@
-"""Attach operators, op methods and in-place methods to Tensor (PyTorch's method names)."""
+"""Attach operators, aliases, fills and factories to Tensor (PyTorch's names); the ops' own
+methods are bound by ``genesis/ops/_methods.py`` from each op module."""
 
 from . import backends, ops
 from ._broadcast import check_broadcast_to
 from .autograd import _mode
-from .ops._views import ViewScatter
+from .ops._inplace import check_inplace, graph_involved, write_result
 from .random import device_rng, draw_normal, draw_uniform
 from .tensor import Tensor, check_no_internal_overlap
-
-# Methods that forward to the op of the same name with ``self`` first.
-_FORWARDED = """
-add sub mul div true_divide floor_divide remainder fmod pow neg exp exp2 expm1 log log2 log10
-log1p sqrt rsqrt square reciprocal abs sign sin cos tan tanh sigmoid erf relu clamp clip maximum
-minimum masked_fill lerp eq ne lt le gt ge equal allclose isclose isnan isinf isfinite
-logical_and logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not
-floor ceil round trunc frac nan_to_num
-sum mean prod var std max min amax amin argmax argmin logsumexp cumsum cumprod any all norm
-reshape view view_as reshape_as transpose permute unsqueeze squeeze expand expand_as repeat
-repeat_interleave flatten unflatten flip roll narrow split chunk unbind movedim swapaxes t
-moveaxis swapdims
-gather scatter scatter_add index_select index_add masked_select nonzero topk sort argsort
-tril triu bincount index_fill take_along_dim
-matmul bmm mm outer dot
-softmax log_softmax
-""".split()
-
-
-def _forward(name):
-    def method(self, *args, **kwargs):
-        return getattr(ops, name)(self, *args, **kwargs)
-    method.__name__ = name
-    method.__doc__ = f"Method form of ``genesis.{name}(self, ...)``."
-    return method
-
-
-for _name in _FORWARDED:
-    setattr(Tensor, _name, _forward(_name))
 
 Tensor.absolute = Tensor.abs
 Tensor.multiply = Tensor.mul
@@ -44,137 +16,38 @@ Tensor.greater = Tensor.gt
 Tensor.less = Tensor.lt
 
 
-Tensor.__add__ = Tensor.__radd__ = lambda self, other: ops.add(self, other)
-Tensor.__sub__ = lambda self, other: ops.sub(self, other)
+Tensor.__add__ = Tensor.__radd__ = ops.add
+Tensor.__sub__ = ops.sub
 Tensor.__rsub__ = lambda self, other: ops.sub(other, self)
-Tensor.__mul__ = Tensor.__rmul__ = lambda self, other: ops.mul(self, other)
-Tensor.__truediv__ = lambda self, other: ops.div(self, other)
+Tensor.__mul__ = Tensor.__rmul__ = ops.mul
+Tensor.__truediv__ = ops.div
 Tensor.__rtruediv__ = lambda self, other: ops.div(other, self)
-Tensor.__floordiv__ = lambda self, other: ops.floor_divide(self, other)
+Tensor.__floordiv__ = ops.floor_divide
 Tensor.__rfloordiv__ = lambda self, other: ops.floor_divide(other, self)
-Tensor.__mod__ = lambda self, other: ops.remainder(self, other)
+Tensor.__mod__ = ops.remainder
 Tensor.__rmod__ = lambda self, other: ops.remainder(other, self)
-Tensor.__pow__ = lambda self, other: ops.pow(self, other)
+Tensor.__pow__ = ops.pow
 Tensor.__rpow__ = lambda self, other: ops.pow(other, self)
-Tensor.__matmul__ = lambda self, other: ops.matmul(self, other)
+Tensor.__matmul__ = ops.matmul
 Tensor.__rmatmul__ = lambda self, other: ops.matmul(other, self)
-Tensor.__neg__ = lambda self: ops.neg(self)
+Tensor.__neg__ = ops.neg
 Tensor.__pos__ = lambda self: self
-Tensor.__abs__ = lambda self: ops.abs(self)
-Tensor.__invert__ = lambda self: ops.bitwise_not(self)
-Tensor.__eq__ = lambda self, other: ops.eq(self, other)
-Tensor.__ne__ = lambda self, other: ops.ne(self, other)
-Tensor.__lt__ = lambda self, other: ops.lt(self, other)
-Tensor.__le__ = lambda self, other: ops.le(self, other)
-Tensor.__gt__ = lambda self, other: ops.gt(self, other)
-Tensor.__ge__ = lambda self, other: ops.ge(self, other)
-Tensor.__and__ = Tensor.__rand__ = lambda self, other: ops.bitwise_and(self, other)
-Tensor.__or__ = Tensor.__ror__ = lambda self, other: ops.bitwise_or(self, other)
-Tensor.__xor__ = Tensor.__rxor__ = lambda self, other: ops.bitwise_xor(self, other)
-Tensor.__getitem__ = lambda self, index: ops.getitem(self, index)
-Tensor.__setitem__ = lambda self, index, value: ops.setitem(self, index, value)
+Tensor.__abs__ = ops.abs
+Tensor.__invert__ = ops.bitwise_not
+Tensor.__eq__ = ops.eq
+Tensor.__ne__ = ops.ne
+Tensor.__lt__ = ops.lt
+Tensor.__le__ = ops.le
+Tensor.__gt__ = ops.gt
+Tensor.__ge__ = ops.ge
+Tensor.__and__ = Tensor.__rand__ = ops.bitwise_and
+Tensor.__or__ = Tensor.__ror__ = ops.bitwise_or
+Tensor.__xor__ = Tensor.__rxor__ = ops.bitwise_xor
+Tensor.__getitem__ = ops.getitem
+Tensor.__setitem__ = ops.setitem
 Tensor.T = property(lambda self: ops.permute(self, tuple(range(self.ndim - 1, -1, -1))))
 Tensor.mT = property(lambda self: ops.transpose(self, -2, -1))
 
-
-# --------------------------------------------------------------------------- in-place
-def _check_inplace(self, op):
-    if not _mode.enabled:
-        return
-    if self.requires_grad and self.grad_fn is None and self._base is None:
-        raise RuntimeError(f"{op}: a leaf tensor that requires grad is being used in an in-place "
-                           "operation; wrap it in genesis.no_grad() or use the out-of-place op")
-    base = self._base
-    if base is not None and base.requires_grad and base.grad_fn is None:
-        raise RuntimeError(f"{op}: a view of a leaf tensor that requires grad is being used in "
-                           "an in-place operation; wrap it in genesis.no_grad() or clone() it")
-
-
-def _graph_involved(self):
-    """True when an in-place write into ``self`` must be recorded for autograd."""
-    if not _mode.enabled:
-        return False
-    if self._base is not None:
-        self._sync_view()
-        return self._requires_grad or self._base._requires_grad
-    return self._requires_grad
-
-
-def _write_result(self, result, op):
-    """Write ``result`` into ``self``'s memory (every alias sees it) and record the write.
-
-    ``self`` adopts ``result``'s graph position; a view instead writes through its base with
-    ``ViewScatter`` (the base takes the new graph position and the view is re-derived from it);
-    a constant written over a tensor that requires grad cuts the gradient to its old values.
-    """
-    if result.dtype is not self.dtype:
-        if result.dtype.is_floating_point and not self.dtype.is_floating_point:
-            raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired "
-                               f"output type {self.dtype}")
-        result = ops.to_dtype(result, self.dtype)
-    if tuple(result.shape) != tuple(self.shape):
-        raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
-                           f"broadcast shape {tuple(result.shape)}")
-    check_no_internal_overlap(self._array, op)
-    tracked = _mode.enabled and (result.requires_grad or _graph_involved(self))
-    if tracked and (self._base is not None or not result.requires_grad):
-        target = self._base if self._base is not None else self
-        replay = self.__dict__.get("_view_replay", ()) if self._base is not None else ()
-        if any(len(step) == 4 for step in replay):
-            raise RuntimeError(f"{op}: this view is one of several outputs of "
-                               f"{replay[-1][0].__name__.lower()} and is being modified in place "
-                               "on the autograd graph, which PyTorch does not allow either; use "
-                               "an out-of-place op")
-        new_target = ViewScatter.apply(target, result, replay)
-        _adopt(target, new_target)
-        if self._base is not None:
-            self._sync_view()
-        return self
-    if tracked:
-        _adopt(self, result)
-        return self
-    self._array[...] = result._array
-    self._version[0] += 1
-    return self
-
-
-def _adopt(self, result):
-    """Copy ``result`` into ``self``'s memory and give ``self`` its graph position."""
-    self._array[...] = result._array
-    self._version[0] += 1
-    self.grad_fn = result.grad_fn
-    self._output_nr = result._output_nr
-    self._requires_grad = True
-
-
-def _snapshot(self):
-    """``self`` at its graph position with a private copy of its values: an in-place op computes
-    from it, so arrays its backward saves are not overwritten when the result is written back."""
-    t = Tensor._make(self._array.copy(), self._requires_grad, self.grad_fn, self._output_nr,
-                     self.device)
-    if self.grad_fn is None and self._requires_grad:
-        t._accumulator = self._grad_node()
-    return t
-
-
-def _inplace(name):
-    def method(self, *args, **kwargs):
-        op = name + "_"
-        _check_inplace(self, op)
-        tracked = _graph_involved(self) or (_mode.enabled and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args))
-        src = _snapshot(self) if tracked else self
-        return _write_result(self, getattr(ops, name)(src, *args, **kwargs), op)
-    method.__name__ = name + "_"
-    method.__doc__ = f"In-place {name}."
-    return method
-
-
-for _name in ("add sub mul div pow clamp clip masked_fill exp log neg sqrt rsqrt abs sigmoid "
-              "tanh relu floor ceil round trunc sin cos lerp remainder fmod scatter scatter_add "
-              "index_add index_fill tril triu sign erf reciprocal square floor_divide frac "
-              "nan_to_num").split():
-    setattr(Tensor, _name + "_", _inplace(_name))
 
 Tensor.__iadd__ = Tensor.add_
 Tensor.__isub__ = Tensor.sub_
@@ -187,12 +60,12 @@ Tensor.__imod__ = Tensor.remainder_
 
 def _fill_array(self, arr, op):
     """Write values that do not depend on ``self`` (a number or an array) into it."""
-    _check_inplace(self, op)
-    if _graph_involved(self):
+    check_inplace(self, op)
+    if graph_involved(self):
         xp = backends.xp_for(self.device)
         values = xp.empty(self._array.shape, self._array.dtype)
         values[...] = arr
-        return _write_result(self, Tensor._make(values, device=self.device), op)
+        return write_result(self, Tensor._make(values, device=self.device), op)
     if op not in ("zero_", "fill_"):
         check_no_internal_overlap(self._array, op)
     self._array[...] = arr
@@ -220,9 +93,9 @@ def copy_(self, src, non_blocking=False):
         src = src.to(self.device)
     check_broadcast_to("copy_", src.shape, self.shape, "source", "the destination")
     if src.requires_grad and _mode.enabled:
-        _check_inplace(self, "copy_")
+        check_inplace(self, "copy_")
         result = ops.expand(ops.to_dtype(src, self.dtype), tuple(self.shape)).clone()
-        return _write_result(self, result, "copy_")
+        return write_result(self, result, "copy_")
     return _fill_array(self, src._array.astype(self._array.dtype, copy=False), "copy_")
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import backends
 from ._broadcast import broadcast_error
+from .tensor import Tensor
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -272,7 +273,6 @@ class Node:
 
 
 def _run_output_hooks(node, grads):
-    Tensor = _tensor_cls()
     for i in range(len(grads)):
         for hook in (node.pre_hooks or {}).get(i, ()):
             out = hook(Tensor._make(grads[i]))
@@ -312,7 +312,6 @@ class AccumulateGrad:
         return "<AccumulateGrad>"
 
     def accumulate(self, g):
-        Tensor = _tensor_cls()
         var = self.variable
         for hook in var._hooks or ():
             out = hook(Tensor._make(g))
@@ -350,7 +349,7 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         ctx = FunctionCtx()
-        tensor_cls = _tensor_cls()
+        tensor_cls = Tensor
         raw = []
         needs = []
         nexts = []
@@ -442,20 +441,20 @@ def _cpu_scalars_to_gpu(cls, args, tensor_cls):
         found = " and ".join(sorted({str(a.device) for a in args if isinstance(a, tensor_cls)}))
         raise RuntimeError(f"{cls.__name__}: expected all tensors to be on the same device, "
                            f"but found {found}")
-    from .ops.elementwise import to_device
     gpu = next(iter(devices))
-    return tuple(to_device(a, gpu) if isinstance(a, tensor_cls) and a.device != gpu else a
+    return tuple(_device_copy(a, gpu) if isinstance(a, tensor_cls) and a.device != gpu else a
                  for a in args)
 
 
-_TENSOR = []
+# The differentiable device copy (ops.elementwise.to_device), provided by the ops layer when
+# genesis.ops is imported: autograd stays below the ops it records.
+_device_copy = None
 
 
-def _tensor_cls():
-    if not _TENSOR:
-        from .tensor import Tensor
-        _TENSOR.append(Tensor)
-    return _TENSOR[0]
+def set_device_copy(fn):
+    """Install ``fn(tensor, device)``, the op that copies 0-dim CPU operands to a GPU."""
+    global _device_copy
+    _device_copy = fn
 
 
 def _mark_view(view, base, replay, output_nr):
@@ -470,7 +469,7 @@ def _mark_view(view, base, replay, output_nr):
 
 def _record_versions(ctx, args, results):
     """Remember the version of every saved array that belongs to an input or output tensor."""
-    tensor_cls = _tensor_cls()
+    tensor_cls = Tensor
     owners = {id(t._array): t for t in args if isinstance(t, tensor_cls)}
     for t in results:
         owners.setdefault(id(t._array), t)
@@ -566,7 +565,6 @@ def _fix_grad_shape(node, g, shape):
 
 
 def _as_grad_array(tensor, gradient, what):
-    Tensor = _tensor_cls()
     xp = backends.xp_for(tensor.device)
     if gradient is None:
         if tensor.numel() != 1:
@@ -582,7 +580,6 @@ def _as_grad_array(tensor, gradient, what):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves they depend on."""
-    Tensor = _tensor_cls()
     if create_graph:
         raise NotImplementedError("backward: create_graph=True (higher-order gradients) is not "
                                   "supported by genesis")
@@ -603,7 +600,6 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
     """Gradients of ``outputs`` with respect to ``inputs``, without touching ``.grad``."""
-    Tensor = _tensor_cls()
     if create_graph:
         raise NotImplementedError("autograd.grad: create_graph=True (higher-order gradients) is "
                                   "not supported by genesis")
@@ -633,3 +629,46 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                                "allow_unused=True to get None for it")
         result.append(None if g is None else Tensor._make(g.astype(t._array.dtype, copy=False)))
     return tuple(result)
+
+
+def _grad_node(self):
+    """The node a tensor's gradient flows into: its ``grad_fn``, or its leaf accumulator."""
+    if self.grad_fn is not None:
+        return self.grad_fn
+    if self._accumulator is None:
+        self._accumulator = AccumulateGrad(self)
+    return self._accumulator
+
+
+def _sync_view(self):
+    """After the base of this view changed in place, re-derive the view's graph position
+    from the base (as PyTorch does), so gradients through the view see the change."""
+    d = self.__dict__
+    if d.get("_view_version", self._version[0]) == self._version[0] or not is_grad_enabled():
+        return
+    d["_view_version"] = self._version[0]
+    base = self._base
+    if not (base._requires_grad or self._requires_grad):
+        return
+    current = base
+    for step in d["_view_replay"]:
+        cls, rest, kwargs = step[:3]
+        current = cls.apply(current, *rest, **kwargs)
+        if len(step) == 4:
+            current = current[step[3]]
+    self.grad_fn = current.grad_fn
+    self._output_nr = current._output_nr
+    self._requires_grad = current._requires_grad
+
+
+def _tensor_backward(self, gradient=None, retain_graph=None, create_graph=False):
+    """Compute gradients of this tensor with respect to graph leaves."""
+    if self._base is not None:
+        self._sync_view()
+    backward(self, gradient, retain_graph, create_graph)
+
+
+# Tensor's autograd methods live here, with the graph they walk (tensor.py stays below).
+Tensor._grad_node = _grad_node
+Tensor._sync_view = _sync_view
+Tensor.backward = _tensor_backward

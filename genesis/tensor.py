@@ -5,8 +5,7 @@ import numbers
 import numpy as np
 
 from . import backends, dtypes
-from .autograd import AccumulateGrad, backward as _autograd_backward, is_grad_enabled
-from .device import CPU, as_device, device as _device_cls
+from .device import CPU, as_device
 
 
 def _to_array(data, dtype=None, dev=CPU):
@@ -161,40 +160,6 @@ class Tensor:
     @property
     def is_leaf(self):
         return self.grad_fn is None
-
-    def _grad_node(self):
-        if self.grad_fn is not None:
-            return self.grad_fn
-        if self._accumulator is None:
-            self._accumulator = AccumulateGrad(self)
-        return self._accumulator
-
-    def _sync_view(self):
-        """After the base of this view changed in place, re-derive the view's graph position
-        from the base (as PyTorch does), so gradients through the view see the change."""
-        d = self.__dict__
-        if d.get("_view_version", self._version[0]) == self._version[0] or \
-                not is_grad_enabled():
-            return
-        d["_view_version"] = self._version[0]
-        base = self._base
-        if not (base._requires_grad or self._requires_grad):
-            return
-        current = base
-        for step in d["_view_replay"]:
-            cls, rest, kwargs = step[:3]
-            current = cls.apply(current, *rest, **kwargs)
-            if len(step) == 4:
-                current = current[step[3]]
-        self.grad_fn = current.grad_fn
-        self._output_nr = current._output_nr
-        self._requires_grad = current._requires_grad
-
-    def backward(self, gradient=None, retain_graph=None, create_graph=False):
-        """Compute gradients of this tensor with respect to graph leaves."""
-        if self._base is not None:
-            self._sync_view()
-        _autograd_backward(self, gradient, retain_graph, create_graph)
 
     def register_hook(self, hook):
         """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a new grad."""
@@ -362,87 +327,6 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         arr = self._numpy_view()
         return arr if dtype is None else arr.astype(dtype)
-
-    def to(self, *args, **kwargs):
-        """Convert dtype and/or device: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``."""
-        dt = kwargs.pop("dtype", None)
-        dev = kwargs.pop("device", None)
-        kwargs.pop("non_blocking", None)
-        copy = kwargs.pop("copy", False)
-        if kwargs:
-            raise TypeError(f"to: unexpected keyword arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dt, dev = a.dtype, a.device
-            elif isinstance(a, (dtypes.dtype, type)) or (isinstance(a, str) and a in dtypes._NAMES):
-                dt = a
-            elif isinstance(a, (str, _device_cls, int)):
-                dev = a
-            elif a is not None:
-                dt = a
-        out = self
-        if dev is not None and as_device(dev) != self.device:
-            from .ops.elementwise import to_device
-            out = to_device(out, as_device(dev))
-        if dt is not None and dtypes.as_dtype(dt) is not out.dtype:
-            from .ops.elementwise import to_dtype
-            out = to_dtype(out, dtypes.as_dtype(dt))
-        if copy and out is self:
-            out = self.clone()
-        return out
-
-    def type(self, dtype=None):
-        """The dtype name (no argument) or a converted tensor."""
-        if dtype is None:
-            return f"genesis.{self.dtype.name}"
-        return self.to(dtype)
-
-    def float(self):
-        """Convert to float32."""
-        return self.to(dtypes.float32)
-
-    def double(self):
-        """Convert to float64."""
-        return self.to(dtypes.float64)
-
-    def half(self):
-        """Convert to float16."""
-        return self.to(dtypes.float16)
-
-    def bfloat16(self):
-        """Convert to bfloat16."""
-        return self.to(dtypes.bfloat16)
-
-    def long(self):
-        """Convert to int64."""
-        return self.to(dtypes.int64)
-
-    def int(self):
-        """Convert to int32."""
-        return self.to(dtypes.int32)
-
-    def bool(self):
-        """Convert to bool."""
-        return self.to(dtypes.bool_)
-
-    def cpu(self):
-        """Copy to host memory (no-op on the CPU)."""
-        return self.to("cpu")
-
-    def cuda(self, device=None):
-        """Copy to a GPU."""
-        return self.to(_device_cls("cuda", device if isinstance(device, int) else 0))
-
-    def clone(self, memory_format=None):
-        """A copy with its own storage; differentiable."""
-        from .ops.elementwise import clone
-        return clone(self)
-
-    def contiguous(self, memory_format=None):
-        """Self if C-contiguous, else a contiguous copy."""
-        if self._array.flags.c_contiguous:
-            return self
-        return self.clone()
 
     # ----------------------------------------------------------------- python protocol
     def __len__(self):

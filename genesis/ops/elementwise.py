@@ -21,6 +21,21 @@ __all__ = ["add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder
            "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "floor", "ceil",
            "round", "trunc", "frac", "to_dtype", "to_device", "clone", "nan_to_num"]
 
+# Ops that are also Tensor methods (x.name(...) is name(x, ...)) and have an in-place
+# form (x.name_(...)); bound onto Tensor by ops/_methods.py.
+TENSOR_METHODS = """
+add sub mul div true_divide floor_divide remainder fmod pow neg exp exp2 expm1 log log2 log10
+log1p sqrt rsqrt square reciprocal abs sign sin cos tan tanh sigmoid erf relu clamp clip
+maximum minimum masked_fill lerp eq ne lt le gt ge equal allclose isclose isnan isinf isfinite
+logical_and logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not
+floor ceil round trunc frac nan_to_num clone
+"""
+INPLACE_METHODS = """
+add sub mul div pow clamp clip masked_fill exp log neg sqrt rsqrt abs sigmoid tanh relu floor
+ceil round trunc sin cos lerp remainder fmod sign erf reciprocal square floor_divide frac
+nan_to_num
+"""
+
 
 def _float_dtype(dt):
     return dt if dt.is_floating_point else dtypes.get_default_dtype()
@@ -759,6 +774,7 @@ def to_device(input, device):
     return out
 
 
-def clone(input):
-    """A copy with its own storage."""
+def clone(input, memory_format=None):
+    """A copy with its own storage; differentiable (``memory_format`` is accepted and ignored:
+    genesis tensors are always C-contiguous copies)."""
     return Clone.apply(input)

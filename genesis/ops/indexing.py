@@ -16,11 +16,22 @@ from ..amp.autocast_mode import autocast_op
 from .._broadcast import broadcast_error, broadcast_shapes
 from ..autograd import Function, _mode, unbroadcast
 from ..tensor import Tensor, _wrap_dim, check_no_internal_overlap
+from ._inplace import check_inplace, graph_involved, write_result
 from .elementwise import check_bool_mask, clone, mul, to_dtype
 
 __all__ = ["getitem", "setitem", "gather", "take_along_dim", "scatter", "scatter_add",
            "index_select", "index_add", "index_fill", "masked_select", "nonzero", "sort",
            "argsort", "topk", "tril", "triu", "one_hot", "bincount"]
+
+# Ops that are also Tensor methods (x.name(...) is name(x, ...)) and have an in-place
+# form (x.name_(...)); bound onto Tensor by ops/_methods.py.
+TENSOR_METHODS = """
+gather scatter scatter_add index_select index_add masked_select nonzero topk sort argsort tril
+triu bincount index_fill take_along_dim
+"""
+INPLACE_METHODS = """
+scatter scatter_add index_add index_fill tril triu
+"""
 
 _ValuesIndicesTopk = collections.namedtuple("topk", ["values", "indices"])
 _ValuesIndicesSort = collections.namedtuple("sort", ["values", "indices"])
@@ -292,11 +303,10 @@ def _value_operand(input, value, op):
 
 def setitem(input, index, value):
     """``input[index] = value`` in place (value broadcast); differentiable in both."""
-    from .._tensor_methods import _check_inplace, _graph_involved, _write_result
     basic, adv = _parse_index(input, index, "setitem")
     value = _value_operand(input, value, "setitem")
     value_grad = isinstance(value, Tensor) and value.requires_grad
-    if not (value_grad and _mode.enabled or _graph_involved(input)):
+    if not (value_grad and _mode.enabled or graph_involved(input)):
         view, idx = _target(input._array, basic, adv)
         if adv is None:
             check_no_internal_overlap(view, "setitem")
@@ -304,9 +314,9 @@ def setitem(input, index, value):
                 value._array if isinstance(value, Tensor) else value, False, "setitem")
         input._version[0] += 1
         return input
-    _check_inplace(input, "setitem")
-    return _write_result(input, _index_put(input, value, basic, adv, False, "setitem"),
-                         "setitem")
+    check_inplace(input, "setitem")
+    return write_result(input, _index_put(input, value, basic, adv, False, "setitem"),
+                        "setitem")
 
 
 # --------------------------------------------------------------------------- along a dim

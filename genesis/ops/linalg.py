@@ -10,6 +10,11 @@ from .elementwise import to_dtype
 
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum"]
 
+# Ops that are also Tensor methods (x.name(...) is name(x, ...)); bound onto Tensor by ops/_methods.py.
+TENSOR_METHODS = """
+matmul bmm mm outer dot
+"""
+
 
 def _shape(t):
     return tuple(t.shape)

@@ -19,6 +19,13 @@ __all__ = ["reshape", "view", "view_as", "reshape_as", "transpose", "swapaxes", 
            "repeat", "repeat_interleave", "flatten", "unflatten", "flip", "roll", "narrow",
            "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind"]
 
+# Ops that are also Tensor methods (x.name(...) is name(x, ...)); bound onto Tensor by ops/_methods.py.
+TENSOR_METHODS = """
+reshape view view_as reshape_as transpose permute unsqueeze squeeze expand expand_as repeat
+repeat_interleave flatten unflatten flip roll narrow split chunk unbind movedim swapaxes t
+moveaxis swapdims
+"""
+
 
 # --------------------------------------------------------------------------- argument helpers
 def _as_int(value, op, what="dim"):

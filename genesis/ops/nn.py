@@ -29,6 +29,11 @@ __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "silu", "gelu"
            "scaled_dot_product_attention", "dropout", "linear", "mse_loss", "l1_loss",
            "binary_cross_entropy_with_logits", "pad", "normalize"]
 
+# Ops that are also Tensor methods (x.name(...) is name(x, ...)); bound onto Tensor by ops/_methods.py.
+TENSOR_METHODS = """
+softmax log_softmax
+"""
+
 
 def _axes(op, x, dim):
     return None if x.ndim == 0 else _wrap_dim(dim, x.ndim, op)

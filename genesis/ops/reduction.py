@@ -18,6 +18,11 @@ from .movement import _as_int, _dims
 __all__ = ["sum", "mean", "prod", "var", "std", "max", "min", "amax", "amin", "argmax",
            "argmin", "logsumexp", "cumsum", "cumprod", "any", "all", "norm"]
 
+# Ops that are also Tensor methods (x.name(...) is name(x, ...)); bound onto Tensor by ops/_methods.py.
+TENSOR_METHODS = """
+sum mean prod var std max min amax amin argmax argmin logsumexp cumsum cumprod any all norm
+"""
+
 max_result = collections.namedtuple("max", ("values", "indices"))
 min_result = collections.namedtuple("min", ("values", "indices"))
 
