@@ -63,12 +63,44 @@ def _tokens():
     return tokens, types, merges
 
 
-def write_llama_gguf(path, hf_state, config, qtype="F32", seed=0, with_tokenizer=True):
-    """Write a Llama model (HF state dict of float arrays) to ``path``; 2-D weights in
-    ``qtype``, norms in F32. Returns ``{hf name: float32 values the file holds}``."""
+_TOP = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight"}
+_LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+          "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+          "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+          "mlp.down_proj": "ffn_down", "block_sparse_moe.gate": "ffn_gate_inp"}
+_EXPERT = {"w1": "ffn_gate_exps", "w3": "ffn_up_exps", "w2": "ffn_down_exps"}
+
+
+def _gguf_tensors(hf_state):
+    """``{gguf name: (hf names, array)}``: Mixtral's per-expert w1/w3/w2 stacked into
+    ``ffn_{gate,up,down}_exps [E, ...]`` as llama.cpp stores them."""
+    out, experts = {}, {}
+    for name, value in hf_state.items():
+        value = np.asarray(value, dtype=np.float32)
+        if name in _TOP:
+            out[_TOP[name]] = ([name], value)
+            continue
+        parts = name.split(".")
+        if ".experts." in name:  # model.layers.L.block_sparse_moe.experts.E.wX.weight
+            key = f"blk.{parts[2]}.{_EXPERT[parts[6]]}.weight"
+            experts.setdefault(key, {})[int(parts[5])] = (name, value)
+            continue
+        out[f"blk.{parts[2]}.{_LAYER['.'.join(parts[3:-1])]}.{parts[-1]}"] = ([name], value)
+    for key, by_expert in experts.items():
+        order = [by_expert[e] for e in sorted(by_expert)]
+        out[key] = ([n for n, _ in order], np.stack([v for _, v in order]))
+    return out
+
+
+def write_llama_gguf(path, hf_state, config, qtype="F32", seed=0, with_tokenizer=True,
+                     arch="llama"):
+    """Write a Llama/Mixtral (``arch="llama"``) or Qwen2 model (HF state dict of float arrays)
+    to ``path``; weights in ``qtype``, norms and biases in F32. Returns ``{gguf name: float32
+    values the file holds, in HF row order}`` keyed by HF name (GGUF name for stacked experts)."""
     g = _gguf()
     rng = np.random.default_rng(seed)
-    w = g.GGUFWriter(path, "llama")
+    w = g.GGUFWriter(path, arch)
     w.add_block_count(config["num_hidden_layers"])
     w.add_context_length(config["max_position_embeddings"])
     w.add_embedding_length(config["hidden_size"])
@@ -77,8 +109,12 @@ def write_llama_gguf(path, hf_state, config, qtype="F32", seed=0, with_tokenizer
     w.add_head_count_kv(config["num_key_value_heads"])
     w.add_layer_norm_rms_eps(config["rms_norm_eps"])
     w.add_rope_freq_base(config["rope_theta"])
-    w.add_rope_dimension_count(config["hidden_size"] // config["num_attention_heads"])
+    if arch == "llama":
+        w.add_rope_dimension_count(config["hidden_size"] // config["num_attention_heads"])
     w.add_vocab_size(config["vocab_size"])
+    if config.get("num_local_experts"):
+        w.add_expert_count(config["num_local_experts"])
+        w.add_expert_used_count(config["num_experts_per_tok"])
     if with_tokenizer:
         tokens, types, merges = _tokens()
         assert len(tokens) == config["vocab_size"], (len(tokens), config["vocab_size"])
@@ -92,33 +128,24 @@ def write_llama_gguf(path, hf_state, config, qtype="F32", seed=0, with_tokenizer
         w.add_pad_token_id(0)
         w.add_add_bos_token(False)
         w.add_chat_template(CHAT_TEMPLATE)
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight":
-             "output_norm.weight", "lm_head.weight": "output.weight"}
-    layer = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
     held = {}
-    for name, value in hf_state.items():
-        value = np.asarray(value, dtype=np.float32)
-        if name in names:
-            gname = names[name]
-        else:
-            parts = name.split(".")
-            gname = f"blk.{parts[2]}.{layer['.'.join(parts[3:-1])]}.{parts[-1]}"
-        heads = {"attn_q": config["num_attention_heads"],
-                 "attn_k": config["num_key_value_heads"]}.get(gname.split(".")[-2])
-        stored = llama_cpp_permute(value, heads) if heads else value
-        if stored.ndim == 1:
+    for gname, (names, stored) in _gguf_tensors(hf_state).items():
+        key = names[0] if len(names) == 1 else gname
+        heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]
+                 }.get(gname.split(".")[-2]) if arch == "llama" and gname.endswith("weight") \
+            else None
+        if heads:
+            stored = llama_cpp_permute(stored, heads)
+        if stored.ndim == 1 or (gname.endswith("ffn_gate_inp.weight") and qtype != "F32"):
             w.add_tensor(gname, stored)
-            held[name] = stored
+            held[key] = _unpermute_reference(stored, heads) if heads else stored
             continue
         raw, meaning, q = encode_tensor(stored, qtype, rng)
         if qtype in ("F32", "F16"):
             w.add_tensor(gname, raw)
         else:
             w.add_tensor(gname, raw, raw_shape=raw.shape, raw_dtype=q)
-        held[name] = _unpermute_reference(meaning, heads) if heads else meaning
+        held[key] = _unpermute_reference(meaning, heads) if heads else meaning
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -132,3 +132,84 @@ def test_tokenizer_and_chat_template_match_transformers(tiny_llama):
             ref.apply_chat_template(chat, tokenize=False, add_generation_prompt=gen)
         assert tok.apply_chat_template(chat, add_generation_prompt=gen)["input_ids"] == \
             ref.apply_chat_template(chat, add_generation_prompt=gen)["input_ids"]
+
+
+def test_qwen2_logits_match_transformers(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = dict(CONFIG, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
+    torch.manual_seed(1)
+    ref = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**config,
+                                                                 tie_word_embeddings=False))
+    state = {k: v.numpy() for k, v in ref.state_dict().items()}
+    assert any(k.endswith("q_proj.bias") for k in state)
+    path = str(tmp_path / "qwen2.gguf")
+    write_llama_gguf(path, state, config, "Q8_0", arch="qwen2")
+    ref = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file="qwen2.gguf", dtype=torch.float32).eval()
+    ours = MoEForCausalLM.from_pretrained(path)
+    assert ours.config.model_type == "qwen2"
+    ids = np.array([[5, 9, 100, 200, 266, 3]])
+    with torch.no_grad():
+        want = ref(torch.tensor(ids)).logits.numpy()
+    got = ours(genesis.tensor(ids), return_dict=True).logits.detach().numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("qtype", ["F32", "Q8_0"])
+def test_mixtral_experts_stacked_in_gguf_load_into_their_slots(tmp_path, qtype):
+    from genesis.models.transformers import MoEConfig
+    from genesis.models.transformers.checkpoint import genesis_to_hf_state_dict
+    config = dict(CONFIG, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                  num_local_experts=4, num_experts_per_tok=2)
+    genesis.manual_seed(0)
+    model = MoEForCausalLM(MoEConfig.from_dict(dict(config, model_type="mixtral",
+                                                    tie_word_embeddings=False)))
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    hf = genesis_to_hf_state_dict(state, "mixtral", "per_expert")
+    assert "model.layers.0.block_sparse_moe.experts.3.w2.weight" in hf
+    path = str(tmp_path / "moe.gguf")
+    held = write_llama_gguf(path, hf, config, qtype)
+    loaded = MoEForCausalLM.from_pretrained(path)
+    assert loaded.config.model_type == "mixtral" and loaded.config.num_local_experts == 4
+    got = loaded.state_dict()
+    inter = config["intermediate_size"]
+    for layer in range(2):
+        gate_up = got[f"model.layers.{layer}.mlp.experts.gate_up_proj"].numpy()
+        np.testing.assert_array_equal(gate_up[:, :inter], held[f"blk.{layer}.ffn_gate_exps.weight"])
+        np.testing.assert_array_equal(gate_up[:, inter:], held[f"blk.{layer}.ffn_up_exps.weight"])
+        np.testing.assert_array_equal(got[f"model.layers.{layer}.mlp.experts.down_proj"].numpy(),
+                                      held[f"blk.{layer}.ffn_down_exps.weight"])
+    ids = genesis.tensor(np.array([[5, 9, 100, 200, 266, 3]]))
+    want = model(ids, return_dict=True).logits.detach().numpy()
+    out = loaded(ids, return_dict=True).logits.detach().numpy()
+    np.testing.assert_allclose(out, want, atol=1e-5 if qtype == "F32" else 2e-2)
+
+
+def test_sentencepiece_tokenizer_matches_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    gguf = pytest.importorskip("gguf")
+    pieces = ["\u2581", "h", "e", "l", "o", "w", "r", "d", "he", "ll", "\u2581h", "\u2581w",
+              "hell", "\u2581hell", "\u2581hello", "or", "\u2581wor", "\u2581world"]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces
+    types = [2, 3, 3] + [6] * 256 + [1] * len(pieces)
+    scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(len(pieces))]
+    w = gguf.GGUFWriter(str(tmp_path / "sp.gguf"), "llama")
+    w.add_block_count(1)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ref = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="sp.gguf")
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "sp.gguf"))
+    for text in ["hello world", "hello  wörld", " hello", "hell"]:
+        assert tok.encode(text) == ref.encode(text), text
+        assert tok.decode(tok.encode(text), skip_special_tokens=True) == \
+            ref.decode(ref.encode(text), skip_special_tokens=True), text
