@@ -41,7 +41,9 @@ def _llama_state(config, seed=0):
 
 
 @pytest.mark.parametrize("qtype", QUANT_TYPES)
-def test_each_tensor_type_loads_to_the_gguf_dequantised_values(tmp_path, qtype):
+def test_each_tensor_type_loads_to_the_gguf_dequantised_values(tmp_path, qtype, monkeypatch):
+    # small chunks: every weight is dequantised in several pieces of rows
+    monkeypatch.setattr("genesis.models.transformers.gguf._CHUNK_ELEMENTS", 5000)
     path = str(tmp_path / f"tiny-{qtype}.gguf")
     held = write_llama_gguf(path, _llama_state(CONFIG), CONFIG, qtype)
     model = MoEForCausalLM.from_pretrained(path)
@@ -157,7 +159,8 @@ def test_qwen2_logits_match_transformers(tmp_path):
 
 
 @pytest.mark.parametrize("qtype", ["F32", "Q8_0"])
-def test_mixtral_experts_stacked_in_gguf_load_into_their_slots(tmp_path, qtype):
+def test_mixtral_experts_stacked_in_gguf_load_into_their_slots(tmp_path, qtype, monkeypatch):
+    monkeypatch.setattr("genesis.models.transformers.gguf._CHUNK_ELEMENTS", 5000)
     from genesis.models.transformers import MoEConfig
     from genesis.models.transformers.checkpoint import genesis_to_hf_state_dict
     config = dict(CONFIG, hidden_size=64, intermediate_size=64, num_hidden_layers=2,

@@ -112,28 +112,45 @@ def _unpermute(weights, n_head):
     return w.swapaxes(2, 1).reshape(weights.shape)
 
 
-def _dequantize(tensor):
-    """The tensor's values as float32 in HF's (row-major, outermost-first) shape."""
+_CHUNK_ELEMENTS = 1 << 22  # dequantise at most this many values at a time (16 MiB of float32)
+
+
+def _dequantize(tensor, data=None):
+    """Values of ``data`` (default: the whole tensor; else leading rows of it) as float32 in
+    HF's (row-major, outermost-first) shape."""
     from gguf import GGMLQuantizationType, quants
+    data = tensor.data if data is None else data
     try:
-        values = quants.dequantize(tensor.data, tensor.tensor_type)
+        values = quants.dequantize(data, tensor.tensor_type)
     except NotImplementedError:
         raise ValueError(f"GGUF tensor {tensor.name}: type "
                          f"{GGMLQuantizationType(tensor.tensor_type).name} cannot be "
                          f"dequantised by the installed gguf package") from None
     shape = tuple(int(n) for n in reversed(tensor.shape))
-    return np.asarray(values, dtype=np.float32).reshape(shape)
+    return np.asarray(values, dtype=np.float32).reshape((len(data),) + shape[1:])
 
 
-def _tensor_values(tensor, config):
-    values = _dequantize(tensor)
+def _copy_tensor(param, index, tensor, config):
+    """Dequantise ``tensor`` into ``param[index]``: Llama's Q/K whole (to un-permute their
+    rows), everything else in chunks of outer rows, so loading holds one chunk, not a tensor."""
+    from . import checkpoint
+    heads = None
     if config["model_type"] in ("llama", "mixtral"):
         if ".attn_q." in tensor.name:
-            values = _unpermute(values, config["num_attention_heads"])
+            heads = config["num_attention_heads"]
         elif ".attn_k." in tensor.name:
-            values = _unpermute(values, config.get("num_key_value_heads",
-                                                   config["num_attention_heads"]))
-    return values
+            heads = config.get("num_key_value_heads", config["num_attention_heads"])
+    if heads is not None or tensor.data.ndim == 1:
+        values = _dequantize(tensor)
+        checkpoint.write_tensor(param, index, _unpermute(values, heads) if heads else values)
+        return
+    rows = len(tensor.data)
+    step = max(1, _CHUNK_ELEMENTS * rows // max(1, int(tensor.n_elements)))
+    rest = () if index is Ellipsis else index[1:]
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        checkpoint.write_tensor(param, (slice(start, stop),) + rest,
+                                _dequantize(tensor, tensor.data[start:stop]))
 
 
 def load_gguf_model(cls, path, dtype=None, check_memory=True, **overrides):
@@ -167,7 +184,7 @@ def load_gguf_model(cls, path, dtype=None, check_memory=True, **overrides):
     plan = checkpoint.load_plan(model, headers, path, targets=targets)
     expected = model.state_dict(keep_vars=True)
     for key, (name, index) in plan.items():
-        checkpoint.write_tensor(expected[name], index, _tensor_values(tensors[key], config_dict))
+        _copy_tensor(expected[name], index, tensors[key], config_dict)
     model.eval()
     return model
 
