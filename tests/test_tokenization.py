@@ -127,6 +127,18 @@ def test_chat_template_jinja_file_wins_and_save_round_trip(folder, tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path).chat_template == FANCY
 
 
+def test_special_tokens_map_overrides_tokenizer_config_as_in_hf(folder, tmp_path):
+    import shutil
+    shutil.copy(folder / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps(
+        {"eos_token": "<|endoftext|>", "bos_token": {"content": "<|im_start|>"}}))
+    tok, ref = AutoTokenizer.from_pretrained(tmp_path), _hf(tmp_path)
+    assert (tok.eos_token, tok.bos_token, tok.bos_token_id) == ("<|endoftext|>", "<|im_start|>",
+                                                                1)
+    assert (tok.eos_token, tok.bos_token) == (ref.eos_token, ref.bos_token)
+
+
 def test_byte_tokenizer_round_trip_and_stream(tmp_path):
     tok = ByteTokenizer(chat_template=CHATML)
     ids = tok.encode("héllo")

@@ -2,8 +2,9 @@
 
 ``AutoTokenizer.from_pretrained(path)`` reads what HF writes next to a checkpoint:
 ``tokenizer.json`` (through the optional ``tokenizers`` package) and ``tokenizer_config.json``
-(special tokens, ``chat_template``; a ``chat_template.jinja`` file wins, as in HF), the byte
-tokenizer recorded by ``genesis train``, or the tokenizer stored in a ``.gguf`` file.
+(special tokens, overridden by ``special_tokens_map.json`` as in HF; ``chat_template``, where
+a ``chat_template.jinja`` file wins, as in HF), the byte tokenizer recorded by ``genesis
+train``, or the tokenizer stored in a ``.gguf`` file.
 ``apply_chat_template`` renders with jinja2 in the sandboxed environment HF uses (same options,
 filters and globals), so a template gives the same text as in transformers.
 """
@@ -20,6 +21,7 @@ __all__ = ["AutoTokenizer", "ByteTokenizer", "PreTrainedTokenizerFast", "BatchEn
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 
 
@@ -346,6 +348,10 @@ def _read_tokenizer_config(directory):
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(cfg).__name__}")
+    special_map = os.path.join(directory, SPECIAL_TOKENS_MAP_FILE)
+    if os.path.isfile(special_map):  # as in HF, its special tokens win over tokenizer_config's
+        with open(special_map, encoding="utf-8") as f:
+            cfg.update((k, v) for k, v in json.load(f).items() if k in SPECIAL_TOKENS)
     template_file = os.path.join(directory, CHAT_TEMPLATE_FILE)
     if os.path.isfile(template_file):
         with open(template_file, encoding="utf-8") as f:
