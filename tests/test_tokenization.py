@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+import genesis
+
 from genesis.models.transformers.tokenization import (AutoTokenizer, ByteTokenizer,
                                                       PreTrainedTokenizerFast,
                                                       check_tokenizer_matches)
@@ -81,6 +83,11 @@ def test_encode_decode_and_call_match_transformers(folder):
     assert dict(tok(["Hello", "there"])) == {k: v for k, v in ref(["Hello", "there"]).items()}
     batch = tok(["Hello there", "Hello world"], return_tensors="np")
     assert batch.input_ids.dtype == np.int64 and batch.input_ids.shape[0] == 2
+    pt = tok("Hello there", return_tensors="pt")
+    assert isinstance(pt.input_ids, genesis.Tensor) and pt.input_ids.dtype == genesis.int64
+    assert pt.input_ids.tolist() == [tok.encode("Hello there")]
+    with pytest.raises(ValueError, match="sequences of one length"):
+        tok(["Hello", "Hello there world"], return_tensors="np")
 
 
 @pytest.mark.parametrize("template", [CHATML, FANCY], ids=["chatml", "hf-environment"])

@@ -1,4 +1,5 @@
-"""MoE language models with HuggingFace-style APIs: configs, presets, models, generation, I/O."""
+"""MoE language models with HuggingFace-style APIs: configs, presets, models, generation, I/O,
+tokenizers."""
 from .auto import AutoConfig, AutoModelForCausalLM
 from .configuration_moe import MoEConfig
 from .modeling_moe import (DenseFFN, MoEAttention, MoECausalLMOutput, MoEDecoderLayer,
@@ -7,9 +8,11 @@ from .modeling_moe import (DenseFFN, MoEAttention, MoECausalLMOutput, MoEDecoder
 from .generation import DynamicCache, GenerationMixin
 from .presets import get_moe_config, list_moe_configs
 from .routing import MoERouter, RouterOutput
+from .tokenization import AutoTokenizer, ByteTokenizer, PreTrainedTokenizerFast
 
 __all__ = ["AutoConfig", "AutoModelForCausalLM", "MoEConfig", "MoEForCausalLM", "MoEModel",
            "MoEPreTrainedModel", "get_moe_config",
            "list_moe_configs", "MoECausalLMOutput", "MoEModelOutput", "MoERMSNorm",
            "MoERotaryEmbedding", "MoEAttention", "DenseFFN", "MoEExperts", "MoESparseBlock",
-           "MoEDecoderLayer", "MoERouter", "RouterOutput", "DynamicCache", "GenerationMixin"]
+           "MoEDecoderLayer", "MoERouter", "RouterOutput", "DynamicCache", "GenerationMixin",
+           "AutoTokenizer", "ByteTokenizer", "PreTrainedTokenizerFast"]

@@ -56,7 +56,7 @@ def _as_tensors(ids, return_tensors):
     array = np.asarray(ids, dtype=np.int64).reshape(len(ids), -1)
     if return_tensors == "np":
         return array
-    from ... import tensor
+    from ...creation import tensor
     return tensor(array)
 
 
