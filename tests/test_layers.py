@@ -17,9 +17,9 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 LAYERS = [
     ("genesis.dtypes", "genesis.device", "genesis.backends", "genesis._broadcast",
      "genesis.energy"),
-    ("genesis.tensor", "genesis._format", "genesis.random", "genesis.creation"),
+    ("genesis.tensor", "genesis._format", "genesis.random", "genesis.creation", "genesis.cuda"),
     ("genesis.autograd",),
-    ("genesis.ops",),
+    ("genesis.ops", "genesis.amp"),  # amp: the autocast policy applied at each op's entry
     ("genesis._tensor_methods",),  # operators and helpers bound onto Tensor, above the ops
     ("genesis.nn", "genesis.optim", "genesis.utils", "genesis.serialization"),
     ("genesis.models",),
