@@ -124,6 +124,18 @@ def test_template_errors(folder):
         ByteTokenizer().apply_chat_template(CHATS[0])
 
 
+def test_templates_run_sandboxed(folder):
+    jinja2 = pytest.importorskip("jinja2")
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.apply_chat_template(CHATS[0], chat_template="{{ messages.__class__ }}",
+                                   tokenize=False) == ""
+    for template in ("{% set ns = namespace(_x=1) %}",
+                     "{% set ns = namespace(a=1) %}{% set ns._y = 2 %}",
+                     "{{ ''.__class__.__mro__ }}"):
+        with pytest.raises(jinja2.exceptions.SecurityError):
+            tok.apply_chat_template(CHATS[0], chat_template=template, tokenize=False)
+
+
 def test_chat_template_jinja_file_wins_and_save_round_trip(folder, tmp_path):
     tok = AutoTokenizer.from_pretrained(folder)
     tok.save_pretrained(tmp_path)

@@ -61,7 +61,8 @@ def _as_tensors(ids, return_tensors):
 
 
 def _compile_chat_template(template):
-    """The template compiled in HF's sandbox: trim/lstrip blocks, loop controls, HF's globals."""
+    """The template compiled in HF's sandbox: trim/lstrip blocks, loop controls, HF's globals
+    (a chat template comes with a checkpoint: it is untrusted code)."""
     try:
         import jinja2
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -76,8 +77,30 @@ def _compile_chat_template(template):
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                           sort_keys=sort_keys)
 
+    class TemplateNamespace(jinja2.utils.Namespace):
+        """``namespace()`` refusing underscore attributes (templates are untrusted code)."""
+
+        def __init__(*args, **kwargs):
+            self, args = args[0], args[1:]
+            attrs = dict(*args, **kwargs)
+            for name in attrs:
+                TemplateNamespace._check(name)
+            jinja2.utils.Namespace.__init__(self, attrs)
+
+        def __setitem__(self, name, value):
+            TemplateNamespace._check(name)
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def _check(name):
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError(
+                    f"chat templates cannot store underscore-prefixed attributes on a "
+                    f"namespace, got {name!r}")
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=["jinja2.ext.loopcontrols"])
+    env.globals["namespace"] = TemplateNamespace
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
