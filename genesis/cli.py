@@ -37,7 +37,8 @@ def cmd_info(args):
     from .models.transformers import list_moe_configs
     print(f"genesis {genesis.__version__}  python {platform.python_version()}  "
           f"{platform.system()} {platform.machine()}")
-    for name in ("numpy", "safetensors", "ml_dtypes", "tqdm", "matplotlib", "tokenizers"):
+    for name in ("numpy", "safetensors", "ml_dtypes", "tqdm", "matplotlib", "tokenizers", "jinja2",
+                 "gguf"):
         print(f"  {name:12s} {_version(name)}")
     print("backends:")
     print(f"  NumPy (CPU)  available, BLAS threads {cpu.num_threads()}, "
