@@ -31,7 +31,8 @@ def _llama_state(config, seed=0):
         p = f"model.layers.{i}."
         shapes.update({p + "input_layernorm.weight": (d,),
                        p + "post_attention_layernorm.weight": (d,),
-                       p + "self_attn.q_proj.weight": (d, d), p + "self_attn.k_proj.weight": (kv, d),
+                       p + "self_attn.q_proj.weight": (d, d),
+                       p + "self_attn.k_proj.weight": (kv, d),
                        p + "self_attn.v_proj.weight": (kv, d),
                        p + "self_attn.o_proj.weight": (d, d),
                        p + "mlp.gate_proj.weight": (inter, d), p + "mlp.up_proj.weight": (inter, d),
@@ -97,7 +98,8 @@ def tiny_llama(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     config = dict(CONFIG, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
     torch.manual_seed(0)
-    ref = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config, tie_word_embeddings=False))
+    ref = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config,
+                                                                 tie_word_embeddings=False))
     directory = tmp_path_factory.mktemp("gguf")
     path = str(directory / "tiny.gguf")
     write_llama_gguf(path, {k: v.numpy() for k, v in ref.state_dict().items()}, config, "Q8_0")
