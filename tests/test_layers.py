@@ -16,7 +16,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # lowest layer first; a module may import its own layer and the layers below it
 LAYERS = [
     ("genesis.dtypes", "genesis.device", "genesis.backends", "genesis._broadcast",
-     "genesis.energy"),
+     "genesis._atomic", "genesis.energy"),
     ("genesis.tensor", "genesis._format", "genesis.random", "genesis.creation", "genesis.cuda"),
     ("genesis.autograd",),
     ("genesis.ops", "genesis.amp"),  # amp: the autocast policy applied at each op's entry
