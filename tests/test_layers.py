@@ -19,7 +19,8 @@ LAYERS = [
      "genesis._atomic", "genesis.energy"),
     ("genesis.tensor", "genesis._format", "genesis.random", "genesis.creation", "genesis.cuda"),
     ("genesis.autograd",),
-    ("genesis.ops", "genesis.amp"),  # amp: the autocast policy applied at each op's entry
+    # amp: the autocast policy applied at each op's entry; distributed: differentiable collectives
+    ("genesis.ops", "genesis.amp", "genesis.distributed"),
     ("genesis._tensor_methods",),  # operators and helpers bound onto Tensor, above the ops
     ("genesis.nn", "genesis.optim", "genesis.utils", "genesis.serialization"),
     ("genesis.models",),
