@@ -8,6 +8,7 @@ from collections import namedtuple
 
 from . import chat
 from .train.command import add_plot_arguments, add_train_arguments, run_plot, run_train
+from .train.compare import add_compare_arguments, run_compare
 from .train.data import CLIError
 
 Command = namedtuple("Command", ["help", "add_arguments", "run"])
@@ -62,6 +63,8 @@ COMMANDS = {
                     "per stdin line)", chat.add_chat_arguments, chat.cmd_chat),
     "plot": Command("redraw a run's loss.png and expert_load.png from its metrics.jsonl",
                     add_plot_arguments, run_plot),
+    "compare": Command("train mixtral, deepseek and genesis routers head to head",
+                       add_compare_arguments, run_compare),
     "info": Command("versions, backends, presets", lambda p: None, cmd_info),
 }
 
