@@ -120,6 +120,10 @@ def test_tiny_comparison_writes_every_file_and_column(tmp_path, capsys):
         assert all("±" in c for c, (key, _, _) in zip(cells[1:], METRICS)
                    if key not in ("params", "joules", "joules_per_token"))
     results = json.loads((out / "results.json").read_text())
+    by = {(r["mode"], r["seed"]): r["val_loss_at_flops"] for r in results["runs"]}
+    paired = [by["genesis", s] - by["mixtral", s] for s in (0, 1)]
+    assert "- paired per seed, genesis - mixtral at equal expert FLOPs: " + \
+        ", ".join(f"{d:+.4f}" for d in paired) in md
     assert len(results["runs"]) == 6 and results["seeds"] == [0, 1]
     for run in results["runs"]:
         curve = run["curve"]

@@ -5,6 +5,8 @@ import io
 import json
 import os
 
+import numpy as np
+
 from .._atomic import atomic_write
 from .compare import METRICS
 
@@ -51,6 +53,13 @@ def _targets(summary):
     return lines
 
 
+def _paired(runs, key):
+    """Per seed, genesis's ``key`` minus mixtral's (seeds both modes ran), or []."""
+    by = {(run["mode"], run["seed"]): run[key] for run in runs}
+    return [by[("genesis", seed)] - by[("mixtral", seed)] for mode, seed in by
+            if mode == "genesis" and ("mixtral", seed) in by]
+
+
 def markdown(results):
     """results.md: the setup, the per-mode table, the targets and the per-run table."""
     summary, budgets, size = results["summary"], results["budgets"], results["size"]
@@ -79,6 +88,13 @@ def markdown(results):
     targets = _targets(summary)
     if targets:
         lines += ["", "Targets of the spec (genesis vs mixtral, means):", ""] + targets
+        for key, what in (("val_loss_at_flops", "equal expert FLOPs"),
+                          ("val_loss", "equal steps"), ("val_loss_at_time", "equal wall time")):
+            diffs = np.array(_paired(results["runs"], key))
+            spread = f" (mean {diffs.mean():+.4f} ± {diffs.std(ddof=1):.4f})" \
+                if diffs.size > 1 else ""
+            lines.append(f"- paired per seed, genesis - mixtral at {what}: "
+                         + ", ".join(f"{d:+.4f}" for d in diffs) + spread)
     lines += ["", "Per run:", "",
               "| mode | seed | val loss | @ equal time | @ equal FLOPs | tokens/s | "
               "experts/token | load CV | starved | expert FLOPs |", "|" + "---|" * 10]
