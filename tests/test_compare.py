@@ -11,7 +11,7 @@ import pytest
 from genesis.cli import main
 from genesis.train.compare import (METRICS, CompareSize, CurveRecorder, expert_flops_per_token,
                                    interpolate, mode_config, summarize, value_at_budget)
-from genesis.train.compare_report import format_cell
+from genesis.train.compare_report import format_cell, markdown
 
 TINY = ["--steps", "4", "--eval-every", "2", "--hidden", "32", "--intermediate", "32",
         "--layers", "1", "--heads", "2", "--seq-len", "32", "--batch-size", "4",
@@ -124,6 +124,10 @@ def test_tiny_comparison_writes_every_file_and_column(tmp_path, capsys):
     paired = [by["genesis", s] - by["mixtral", s] for s in (0, 1)]
     assert "- paired per seed, genesis - mixtral at equal expert FLOPs: " + \
         ", ".join(f"{d:+.4f}" for d in paired) in md
+    assert markdown(results) == md     # results.json alone redraws the same report
+    rows = [line.split("|")[1].strip() for line in md.splitlines()
+            if line.startswith("| ") and line.split("|")[2].strip().endswith("M")]
+    assert rows == ["mixtral", "deepseek", "genesis"]
     assert len(results["runs"]) == 6 and results["seeds"] == [0, 1]
     for run in results["runs"]:
         curve = run["curve"]

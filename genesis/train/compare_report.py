@@ -82,7 +82,8 @@ def markdown(results):
     header = ["mode"] + [label for _, label, _ in METRICS]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    for mode, stats in summary.items():
+    for mode in results["modes"]:
+        stats = summary[mode]
         lines.append("| " + " | ".join([mode] + [format_cell(stats[key], fmt)
                                                 for key, _, fmt in METRICS]) + " |")
     targets = _targets(summary)
@@ -152,7 +153,7 @@ def _bar_plot(plt, results, path):
              "expert FLOPs"), ("val_loss_at_time", "val loss @ equal time"),
              ("experts_per_token", "experts/token"), ("load_cv", "load CV"),
              ("tokens_per_s", "tokens/s")]
-    modes = list(results["summary"])
+    modes = results["modes"]
     fig, axes = plt.subplots(2, 3, figsize=(11, 6))
     for ax, (key, label) in zip(axes.flat, shown):
         stats = [results["summary"][m][key] for m in modes]
