@@ -6,7 +6,7 @@ language model (same total expert parameters, data, steps and seeds) through
 expert FLOPs, with routing figures and energy, mean +- std over the seeds. The results
 (results.md, results.json, loss_vs_flops.png, loss_vs_time.png, bars.png) go to ``--out``.
 
-    python examples/compare_routers.py                          # 3 seeds, about 15 min on 2 cores
+    python examples/compare_routers.py                          # 3 seeds, 15-20 min on 2 cores
     python examples/compare_routers.py --steps 40 --repeats 2   # a quick look
 """
 import argparse
@@ -18,7 +18,7 @@ def main(argv=None):
     """Run the comparison and print the per-mode table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/compare-example")
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=CompareSize.steps)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--intermediate", type=int, default=256)

@@ -49,8 +49,8 @@ class CompareSize:
     heads: int = 4
     seq_len: int = 128
     batch_size: int = 16
-    steps: int = 300
-    eval_every: int = 30
+    steps: int = 200
+    eval_every: int = 20
     eval_windows: int = 32
     lr: float = 3e-3
     aux_coef: float = 0.01
@@ -310,12 +310,16 @@ def add_compare_arguments(p):
     p.add_argument("--tokenizer", default=None, help="a HuggingFace tokenizer.json "
                    "(default: bytes)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
-    for name, kind in (("steps", int), ("batch_size", int), ("seq_len", int), ("hidden", int),
-                       ("intermediate", int), ("layers", int), ("heads", int),
-                       ("eval_every", int), ("eval_windows", int), ("lr", float),
-                       ("aux_coef", float)):
+    for name, kind, text in (
+            ("steps", int, "optimizer steps per run"), ("batch_size", int, "windows per step"),
+            ("seq_len", int, "tokens per window"), ("hidden", int, "hidden size"),
+            ("intermediate", int, "width of a mixtral/genesis expert (deepseek's: half)"),
+            ("layers", int, "MoE layers"), ("heads", int, "attention heads"),
+            ("eval_every", int, "validation interval in steps (the curves' resolution)"),
+            ("eval_windows", int, "validation windows"), ("lr", float, "peak learning rate"),
+            ("aux_coef", float, "load-balancing loss coefficient of mixtral and deepseek")):
         p.add_argument("--" + name.replace("_", "-"), type=number(kind, 1 if kind is int else 0),
-                       default=getattr(d, name), help="(default: %(default)s)")
+                       default=getattr(d, name), help=text + " (default: %(default)s)")
     p.add_argument("--val-fraction", type=number(float, 0, 1, low_open=True),
                    default=d.val_fraction, help="(default: %(default)s)")
     g = p.add_argument_group("genesis router (default: the MoEConfig defaults)")
