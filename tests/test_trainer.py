@@ -269,3 +269,22 @@ def test_token_dataset_is_a_genesis_dataset_that_a_dataloader_batches():
     batches = list(DataLoader(ds, batch_size=5, drop_last=True))
     assert len(batches) == 6 and tuple(batches[0].shape) == (5, 8)
     np.testing.assert_array_equal(batches[1].numpy()[2], np.arange(7, 15))
+
+
+def test_trainer_batches_come_from_a_dataloader_and_resume_exactly():
+    from genesis.train.data import TokenDataset, WindowBatches
+    tokens = np.arange(500) % 97
+    ds = TokenDataset(tokens, 16)
+    source = WindowBatches(ds, 4, seed=3)
+    rng = np.random.Generator(np.random.PCG64(3))
+    for _ in range(3):
+        starts = rng.integers(0, len(tokens) - 16, size=4)
+        inputs, labels = source.next_batch()
+        np.testing.assert_array_equal(inputs, tokens[starts[:, None] + np.arange(16)])
+        assert labels is inputs and inputs.dtype == np.int64
+    saved = source.state_dict()
+    expected = [source.next_batch()[0] for _ in range(2)]
+    resumed = WindowBatches(ds, 4, seed=99)
+    resumed.load_state_dict(saved)
+    for want in expected:
+        np.testing.assert_array_equal(resumed.next_batch()[0], want)

@@ -6,10 +6,10 @@ import os
 import numpy as np
 
 from .._atomic import atomic_write
-from ..utils.data import Dataset
+from ..utils.data import DataLoader, Dataset, Sampler
 
 __all__ = ["CLIError", "ByteTokenizer", "HFTokenizer", "load_tokenizer", "load_corpus",
-           "default_corpus_text", "split_tokens", "TokenDataset", "BatchSampler",
+           "default_corpus_text", "split_tokens", "TokenDataset", "WindowBatches",
            "eval_windows"]
 
 
@@ -232,22 +232,19 @@ class TokenDataset(Dataset):
         return h.hexdigest()
 
 
-class BatchSampler:
-    """Random windows of ``seq_len`` tokens from a seeded generator whose state is saved:
-    the Trainer's batch source (``next_batch``, ``state_dict``, ``load_state_dict``)."""
+class RandomWindowBatches(Sampler):
+    """An endless batch sampler: each batch is ``batch_size`` window indices drawn uniformly
+    (with replacement) from a seeded generator whose state is saved, so a resumed run draws
+    exactly the batches the uninterrupted run would have drawn."""
 
-    def __init__(self, tokens, batch_size, seq_len, seed):
-        self.tokens = tokens
+    def __init__(self, num_windows, batch_size, seed):
+        self.num_windows = num_windows
         self.batch_size = batch_size
-        self.seq_len = seq_len
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
-    def next_batch(self):
-        """(inputs, labels) int64 arrays of shape (batch, seq_len); labels = inputs (HF shift)."""
-        starts = self.rng.integers(0, len(self.tokens) - self.seq_len, size=self.batch_size)
-        idx = starts[:, None] + np.arange(self.seq_len)[None, :]
-        window = self.tokens[idx]
-        return window, window
+    def __iter__(self):
+        while True:
+            yield self.rng.integers(0, self.num_windows, size=self.batch_size).tolist()
 
     def state_dict(self):
         """The generator state (JSON-able) for exact resumption."""
@@ -258,6 +255,30 @@ class BatchSampler:
         bg = np.random.PCG64()
         bg.state = json.loads(state["bit_generator"])
         self.rng = np.random.Generator(bg)
+
+
+class WindowBatches:
+    """The Trainer's batch source: a ``genesis.utils.data.DataLoader`` over a ``TokenDataset``
+    whose batches come from ``RandomWindowBatches`` (``next_batch``, ``state_dict``,
+    ``load_state_dict``)."""
+
+    def __init__(self, dataset, batch_size, seed):
+        self.sampler = RandomWindowBatches(len(dataset), batch_size, seed)
+        self._batches = iter(DataLoader(dataset, batch_sampler=self.sampler,
+                                        collate_fn=np.stack))
+
+    def next_batch(self):
+        """(inputs, labels) int64 arrays of shape (batch, seq_len); labels = inputs (HF shift)."""
+        window = next(self._batches)
+        return window, window
+
+    def state_dict(self):
+        """The sampler's generator state."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state):
+        """Continue from a saved ``state_dict``."""
+        self.sampler.load_state_dict(state)
 
 
 def eval_windows(tokens, seq_len, max_windows):

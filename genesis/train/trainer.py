@@ -23,7 +23,7 @@ import genesis
 
 from .._atomic import atomic_write
 from .arguments import TrainingArguments
-from .data import BatchSampler, TokenDataset, eval_windows
+from .data import TokenDataset, WindowBatches, eval_windows
 from .parallel import NullMetrics, ParallelContext
 from .run_dir import (ARGS_FILE, METRICS_FILE, STATE_FILE, CheckpointSaveError, MetricsLog, RunLock, TrainingError, clear_run, describe_run,
                       find_checkpoint, prepare_output_dir, read_checkpoint_record,
@@ -210,8 +210,7 @@ class Trainer:
     def get_train_batches(self):
         """The batch source: seeded random windows of the training set (state is saved)."""
         ds = self.train_dataset
-        return BatchSampler(ds.tokens, self.args.per_device_train_batch_size, ds.seq_len,
-                            self.args.seed)
+        return WindowBatches(ds, self.args.per_device_train_batch_size, self.args.seed)
 
     def evaluate(self):
         """``{"eval_loss": mean next-token loss}`` over ``args.eval_windows`` evenly spaced
