@@ -32,10 +32,10 @@ import numpy as np
 
 import genesis
 from genesis.energy import EnergyWindow, available_meter
-from genesis.models.transformers import MoEConfig, MoEForCausalLM
+from genesis.models.transformers import ByteTokenizer, MoEConfig, MoEForCausalLM
 from genesis.optim import AdamW
 from genesis.optim.lr_scheduler import get_cosine_schedule_with_warmup
-from genesis.train.data import (BatchSampler, ByteTokenizer, default_corpus_text, eval_windows,
+from genesis.train.data import (TokenDataset, WindowBatches, default_corpus_text, eval_windows,
                                 split_tokens)
 from genesis.train.trainer import evaluate
 
@@ -99,7 +99,7 @@ def run_mode(mode, args, seed, train_tokens, val_windows, meter):
                        {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, max(1, args.steps // 20), args.steps,
                                                 min_lr_ratio=0.1)
-    sampler = BatchSampler(train_tokens, args.batch, args.seq, seed)
+    sampler = WindowBatches(TokenDataset(train_tokens, args.seq), args.batch, seed)
     births, seconds = [], 0.0
     model.train()
     with EnergyWindow(meter) as energy:
@@ -155,7 +155,7 @@ def main():
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         parser.error(f"unknown modes {unknown}; choose from {MODES}")
-    tokens = ByteTokenizer().encode(default_corpus_text())
+    tokens = np.asarray(ByteTokenizer().encode(default_corpus_text()), dtype=np.int64)
     train_tokens, val_tokens = split_tokens(tokens, 0.05, args.seq)
     val_windows = eval_windows(val_tokens, args.seq, args.eval_windows)
     meter = available_meter("cpu")

@@ -76,50 +76,27 @@ def resolve_checkpoint(path):
 def load_model_and_tokenizer(args):
     """``(model, tokenizer)`` for ``args.checkpoint`` / ``args.tokenizer``, checked to agree."""
     from .models.transformers import MoEForCausalLM
-    from .models.transformers.tokenization import (TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
-                                                   AutoTokenizer, ByteTokenizer,
+    from .models.transformers.tokenization import (TOKENIZER_FILE, ByteTokenizer,
                                                    check_tokenizer_matches)
+    from .train.data import read_tokenizer
     checkpoint = resolve_checkpoint(args.checkpoint)
     try:
         model = MoEForCausalLM.from_pretrained(checkpoint)
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
         raise CLIError(f"cannot load {checkpoint}: {exc}") from None
     model.eval()
-    source = args.tokenizer or checkpoint
-    has_files = os.path.isfile(source) or any(
-        os.path.isfile(os.path.join(source, name)) for name in (TOKENIZER_FILE,
-                                                                TOKENIZER_CONFIG_FILE))
+    tokenizer = read_tokenizer(args.tokenizer or checkpoint)
     vocab = model.config.vocab_size
-    if os.path.isdir(source):
-        _verify_tokenizer_files(source)
-    try:
-        if has_files:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        elif vocab == 256:
-            tokenizer = ByteTokenizer()
-        else:
+    if tokenizer is None:
+        if vocab != 256:
             raise CLIError(f"{checkpoint} has no {TOKENIZER_FILE} and its vocab_size is {vocab} "
                            f"(not bytes); pass --tokenizer PATH")
+        tokenizer = ByteTokenizer()
+    try:
         check_tokenizer_matches(tokenizer, vocab)
-    except (ValueError, OSError, ImportError) as exc:
+    except ValueError as exc:
         raise CLIError(f"tokenizer of {checkpoint}: {exc}") from None
     return model, tokenizer
-
-
-def _verify_tokenizer_files(directory):
-    """Check a checkpoint's tokenizer files against its checksum manifest, when it has one: a
-    damaged file is named in one line."""
-    from .models.transformers.manifest import (CheckpointCorruptError, read_manifest,
-                                               verify_checkpoint)
-    from .models.transformers.tokenization import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
-    try:
-        listed = read_manifest(directory) or {}
-        verify_checkpoint(directory, [n for n in (TOKENIZER_CONFIG_FILE, TOKENIZER_FILE)
-                                      if n in listed])
-    except CheckpointCorruptError as exc:
-        raise CLIError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"cannot read the manifest of {directory}: {exc}") from None
 
 
 def _generate_kwargs(args):

@@ -1,14 +1,13 @@
 """The `genesis` command end to end on a tiny model: train, resume, generate, errors."""
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from genesis.cli import build_parser, main
-from genesis.train import trainer
+from tests.train_fixtures import interrupt_at_step
 
 TINY = {"model_type": "genesis_moe", "vocab_size": 256, "hidden_size": 32,
         "intermediate_size": 64, "moe_intermediate_size": 32, "num_hidden_layers": 2,
@@ -60,16 +59,9 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(run_dir, monkeypatch):
     reference = _losses(full)
 
     parted = run_dir / "parted"
-    original_write = trainer.MetricsLog.write
-
-    def write_then_interrupt(self, record):
-        original_write(self, record)
-        if record.get("step") == 3 and "loss" in record:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer.MetricsLog, "write", write_then_interrupt)
+    interrupt_at_step(monkeypatch, 3)
     assert main(_train_argv(run_dir, parted, steps=10)) == 130
-    monkeypatch.setattr(trainer.MetricsLog, "write", original_write)
+    monkeypatch.undo()
     assert [s for s, _ in _losses(parted)] == [1, 2, 3]
     assert main(_train_argv(run_dir, parted, steps=10, extra=["--resume"])) == 0
     assert _losses(parted) == reference
@@ -102,16 +94,9 @@ def test_genesis_router_resume_with_mitosis_matches_uninterrupted_run(run_dir, m
         pass
 
     parted = run_dir / "parted"
-    original_write = trainer.MetricsLog.write
-
-    def write_then_interrupt(self, record):
-        original_write(self, record)
-        if record.get("step") == 3 and "loss" in record:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer.MetricsLog, "write", write_then_interrupt)
+    interrupt_at_step(monkeypatch, 3)
     assert main(argv(parted)) == 130
-    monkeypatch.setattr(trainer.MetricsLog, "write", original_write)
+    monkeypatch.undo()
     assert main(argv(parted, extra=["--resume"])) == 0
     assert _losses(parted) == _losses(full)
     with open(parted / "metrics.jsonl") as f:

@@ -146,7 +146,7 @@ def test_resume_without_a_checkpoint(inputs, capsys):
 def test_presets_train_or_are_refused_before_any_work(inputs, capsys, monkeypatch):
     from genesis.models.transformers import configuration_moe, list_moe_configs
     from genesis.train.command import build_config
-    from genesis.train.data import ByteTokenizer
+    from genesis.models.transformers import ByteTokenizer
     monkeypatch.setattr(configuration_moe, "available_memory_bytes", lambda: 64 * 10**9)
     refused = set()
     for preset in list_moe_configs():
@@ -169,7 +169,7 @@ def test_presets_train_or_are_refused_before_any_work(inputs, capsys, monkeypatc
 def test_sampling_ids_beyond_the_byte_vocabulary_decodes(inputs, capsys):
     """A model whose vocabulary is larger than the tokenizer's (moe-small with bytes) can sample
     ids the tokenizer lacks: the final sample shows them as U+FFFD instead of crashing."""
-    from genesis.train.data import ByteTokenizer
+    from genesis.models.transformers import ByteTokenizer
     tok = ByteTokenizer()
     assert tok.decode([72, 105, 300, 31999]) == "Hi\ufffd\ufffd"
     assert tok.stream_decoder()([104, 400, 105]) == "h\ufffdi"

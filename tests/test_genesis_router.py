@@ -465,7 +465,8 @@ def trained_on_text():
 
 def _trained_byte_model(steps, seed=0, **kw):
     """A small byte-level Genesis LM trained ``steps`` steps on real text; held-out windows."""
-    from genesis.train.data import ByteTokenizer, default_corpus_text
+    from genesis.models.transformers import ByteTokenizer
+    from genesis.train.data import default_corpus_text
     tokens = np.asarray(ByteTokenizer().encode(default_corpus_text()[:400_000]), dtype=np.int64)
     split = int(len(tokens) * 0.95)
     rng = np.random.default_rng(seed)

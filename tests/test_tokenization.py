@@ -167,8 +167,7 @@ def test_byte_tokenizer_round_trip_and_stream(tmp_path):
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert isinstance(again, ByteTokenizer) and again.chat_template == CHATML
-    with pytest.raises(ValueError, match=r"ids must be bytes in \[0, 256\)"):
-        tok.decode([300])
+    assert tok.decode([104, 300, -1, 105]) == "h\ufffd\ufffdi"    # ids a wider model samples
 
 
 def test_stream_decoder_holds_incomplete_characters(folder):
@@ -194,3 +193,30 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path):
         AutoTokenizer.from_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="no folder or file"):
         AutoTokenizer.from_pretrained(tmp_path / "nope")
+
+
+def test_save_pretrained_returns_digests_and_keeps_the_manifest_true(folder, tmp_path):
+    """save_pretrained writes through the atomic writer, returns each file's digest and records
+    it in the folder's manifest; from_pretrained refuses a listed file that was damaged."""
+    from genesis._atomic import sha256_file
+    from genesis.models.transformers.manifest import (CheckpointCorruptError, read_manifest,
+                                                      write_manifest)
+    write_manifest(tmp_path, {})                              # a genesis checkpoint folder
+    tok = AutoTokenizer.from_pretrained(folder)
+    digests = tok.save_pretrained(tmp_path)
+    assert sorted(digests) == ["tokenizer.json", "tokenizer_config.json"]
+    listed = read_manifest(tmp_path)
+    for name, digest in digests.items():
+        assert digest == sha256_file(tmp_path / name)
+        assert listed[name] == {"sha256": digest.sha256, "size": digest.size}
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.encode("Hello there") == tok.encode("Hello there")
+    assert again.chat_template == CHATML and again.eos_token == "<|im_end|>"
+    assert _hf(tmp_path)("Hello there")["input_ids"] == tok.encode("Hello there")
+    byte_digests = ByteTokenizer().save_pretrained(tmp_path / "bytes")
+    assert byte_digests["tokenizer_config.json"] == sha256_file(
+        tmp_path / "bytes" / "tokenizer_config.json")
+    path = tmp_path / "tokenizer.json"
+    path.write_text(path.read_text().replace("Hello", "Jello", 1))
+    with pytest.raises(CheckpointCorruptError, match="tokenizer.json"):
+        AutoTokenizer.from_pretrained(tmp_path)

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 import genesis
-from genesis.models.transformers import MoEConfig, MoEForCausalLM
+from genesis.models.transformers import ByteTokenizer, MoEConfig, MoEForCausalLM
 from genesis.train import (TokenDataset, Trainer, TrainerCallback, TrainingArguments,
                            TrainingError)
-from genesis.train.data import ByteTokenizer
 from tests.train_fixtures import TEXT, TINY
 
-TOKENS = ByteTokenizer().encode(TEXT)
+TOKENS = np.asarray(ByteTokenizer().encode(TEXT), dtype=np.int64)
 
 
 def _model(seed=0, **overrides):

@@ -1,6 +1,7 @@
 """Shared pieces of the `genesis train` / Trainer tests: a tiny model, a corpus, argv builders."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,6 +29,19 @@ def train_argv(folder, out, steps=8, extra=()):
             "--steps", str(steps), "--batch-size", "4", "--seq-len", "16", "--eval-every", "4",
             "--save-every", "4", "--eval-windows", "4", "--out", str(out), "--sample-tokens",
             "8", "--quiet", *extra]
+
+
+def interrupt_at_step(monkeypatch, step):
+    """Make the running process receive SIGINT (Ctrl-C) once training step ``step`` is logged;
+    ``monkeypatch.undo()`` restores the metrics log."""
+    from genesis.train import trainer
+    real = trainer.MetricsLog.write
+
+    def write(self, record):
+        real(self, record)
+        if record.get("step") == step and "loss" in record:
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(trainer.MetricsLog, "write", write)
 
 
 def run_genesis(argv, **kwargs):

@@ -13,6 +13,8 @@ import math
 import os
 import sys
 
+import numpy as np
+
 from .arguments import TrainingArguments
 from .data import CLIError
 from .trainer import Trainer, steps_problem
@@ -95,7 +97,8 @@ def add_train_arguments(t):
     _opt(m, "--config", None, "model config.json (instead of --preset)")
     _opt(m, "--data", None, "a UTF-8 text file or a folder of .txt files (default: the Python "
          "documentation shipped with CPython)")
-    _opt(m, "--tokenizer", None, "a HuggingFace tokenizer.json (default: bytes, vocab 256)")
+    _opt(m, "--tokenizer", None, "a HuggingFace tokenizer.json or a folder with one (default: "
+         "bytes, vocab 256)")
     _opt(m, "--seq-len", RUN_OPTIONS["seq_len"], "tokens per training window",
          type=number(int, 1))
     _opt(m, "--val-fraction", RUN_OPTIONS["val_fraction"],
@@ -214,7 +217,7 @@ def run_train(args):
     text, source = load_corpus(opts["data"], warn=_warn)
     config = build_config(opts, tokenizer.vocab_size)
     parallel.check_config(config)
-    tokens = tokenizer.encode(text)
+    tokens = np.asarray(tokenizer.encode(text), dtype=np.int64)
     if len(tokens) == 0:
         raise CLIError(f"the corpus {source} is empty")
     train_tokens, val_tokens = split_tokens(tokens, opts["val_fraction"], opts["seq_len"])
@@ -251,11 +254,11 @@ def run_train(args):
               f"{result.metrics['tokens_per_s'] or 0:.0f} tokens/s; checkpoint in "
               f"{os.path.join(out, 'checkpoint')}")
     if opts["sample_tokens"]:
-        ids = genesis.tensor(tokenizer.encode(opts["sample_prompt"])[None, :],
-                             device=opts["device"])
+        ids = genesis.tensor(np.asarray([tokenizer.encode(opts["sample_prompt"])],
+                                        dtype=np.int64), device=opts["device"])
         sample = model.generate(ids, max_new_tokens=opts["sample_tokens"], do_sample=True,
                                 temperature=0.8, top_k=50)
-        print("sample:\n" + tokenizer.decode(sample[0].tolist()))
+        print("sample:\n" + tokenizer.decode(sample[0].tolist(), skip_special_tokens=True))
     return 0
 
 

@@ -255,7 +255,7 @@ def load_data(data_path=None, tokenizer_path=None, size=None, warn=None):
     from .data import load_corpus, load_tokenizer, split_tokens
     tokenizer = load_tokenizer(tokenizer_path)
     text, source = load_corpus(data_path, warn=warn)
-    tokens = tokenizer.encode(text)
+    tokens = np.asarray(tokenizer.encode(text), dtype=np.int64)
     train, val = split_tokens(tokens, size.val_fraction, size.seq_len)
     return {"train": train, "val": val, "vocab_size": tokenizer.vocab_size, "source": source,
             "tokenizer": tokenizer.name}

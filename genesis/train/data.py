@@ -5,10 +5,9 @@ import os
 
 import numpy as np
 
-from .._atomic import atomic_write
 from ..utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["CLIError", "ByteTokenizer", "HFTokenizer", "load_tokenizer", "load_corpus",
+__all__ = ["CLIError", "load_tokenizer", "read_tokenizer", "load_corpus",
            "default_corpus_text", "split_tokens", "TokenDataset", "WindowBatches",
            "eval_windows"]
 
@@ -17,122 +16,37 @@ class CLIError(Exception):
     """A user-facing problem reported as one line by the ``genesis`` command."""
 
 
-class ByteTokenizer:
-    """UTF-8 bytes as tokens: vocabulary 256, no unknowns, no download."""
-
-    name = "byte"
-    vocab_size = 256
-
-    def encode(self, text):
-        """Token ids of ``text``."""
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
-
-    def decode(self, ids):
-        """Text of ``ids`` (invalid UTF-8 sequences and ids >= 256, which a model with a larger
-        vocabulary can sample, become U+FFFD)."""
-        return _bytes_of(ids).decode("utf-8", errors="replace")
-
-    def stream_decoder(self):
-        """A function turning successive ids into text as soon as characters complete."""
-        import codecs
-        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return lambda ids: dec.decode(_bytes_of(ids))
-
-    def save(self, directory):
-        """Record the tokenizer choice next to a checkpoint; returns ``{file: FileDigest}``."""
-        return {"tokenizer_config.json": _write_json(directory, {"type": "byte"})}
-
-
-def _bytes_of(ids):
-    """Bytes of byte-token ids; an id outside 0..255 becomes 0xFF (never valid UTF-8)."""
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    return np.where((ids >= 0) & (ids < 256), ids, 0xFF).astype(np.uint8).tobytes()
-
-
-class HFTokenizer:
-    """A HuggingFace ``tokenizers`` tokenizer.json (the optional ``tokenizers`` extra)."""
-
-    name = "hf"
-
-    def __init__(self, path):
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            raise CLIError("--tokenizer needs the 'tokenizers' package: pip install "
-                           "'genesis[tokenizers]'") from None
-        if not os.path.isfile(path):
-            raise CLIError(f"tokenizer file not found: {path}")
-        try:
-            self._tok = Tokenizer.from_file(path)
-        except Exception as exc:
-            raise CLIError(f"cannot read tokenizer {path}: {exc}") from None
-        self.path = path
-        self.vocab_size = self._tok.get_vocab_size()
-
-    def encode(self, text):
-        """Token ids of ``text``."""
-        return np.asarray(self._tok.encode(text).ids, dtype=np.int64)
-
-    def decode(self, ids):
-        """Text of ``ids``."""
-        return self._tok.decode([int(i) for i in ids])
-
-    def stream_decoder(self):
-        """Incremental decoding by re-decoding the growing sequence and emitting the new text."""
-        seen = []
-        emitted = [0]
-
-        def push(ids):
-            seen.extend(int(i) for i in ids)
-            text = self._tok.decode(seen)
-            new = text[emitted[0]:]
-            emitted[0] = len(text)
-            return new
-        return push
-
-    def save(self, directory):
-        """Copy tokenizer.json next to a checkpoint; returns ``{file: FileDigest}``."""
-        return {"tokenizer.json": atomic_write(os.path.join(directory, "tokenizer.json"),
-                                               self._tok.to_str()),
-                "tokenizer_config.json": _write_json(directory, {"type": "hf"})}
-
-
-def _write_json(directory, obj):
-    return atomic_write(os.path.join(directory, "tokenizer_config.json"),
-                        json.dumps(obj, indent=2) + "\n")
-
-
 def load_tokenizer(path=None, checkpoint_dir=None):
-    """The tokenizer given by ``--tokenizer``, or the one recorded in a checkpoint, else bytes."""
+    """The tokenizer given by ``--tokenizer`` (a tokenizer.json or a folder with one), else the
+    one saved in ``checkpoint_dir``, else UTF-8 bytes; any problem is a one-line ``CLIError``."""
+    from ..models.transformers.tokenization import ByteTokenizer
     if path:
-        return HFTokenizer(path)
-    if checkpoint_dir:
-        cfg_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
-        if os.path.isfile(cfg_path):
-            if _read_tokenizer_config(checkpoint_dir).get("type", "byte") == "hf":
-                return HFTokenizer(os.path.join(checkpoint_dir, "tokenizer.json"))
-    return ByteTokenizer()
+        tokenizer = read_tokenizer(path)
+        if tokenizer is None:
+            raise CLIError(f"--tokenizer {path}: the folder holds no tokenizer.json; give a "
+                           "HuggingFace tokenizer.json")
+        return tokenizer
+    return (read_tokenizer(checkpoint_dir) if checkpoint_dir else None) or ByteTokenizer()
 
 
-def _read_tokenizer_config(checkpoint_dir):
-    """A checkpoint's tokenizer_config.json, checked against its manifest when it has one
-    (tokenizer.json too); a damaged or unreadable file is a one-line ``CLIError``."""
-    from ..models.transformers.manifest import CheckpointCorruptError, read_manifest, \
-        verify_checkpoint
-    names = ["tokenizer_config.json", "tokenizer.json"]
-    path = os.path.join(checkpoint_dir, names[0])
+def read_tokenizer(source):
+    """The tokenizer at ``source`` (a tokenizer.json, a .gguf file, or a folder holding
+    ``tokenizer.json`` / ``tokenizer_config.json``, checked against its manifest), or None for
+    a folder holding neither; any problem is a one-line ``CLIError``."""
+    from ..models.transformers.manifest import CheckpointCorruptError
+    from ..models.transformers.tokenization import (TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+                                                   AutoTokenizer)
+    if not os.path.exists(source):
+        raise CLIError(f"tokenizer not found: {source}")
+    if os.path.isdir(source) and not any(os.path.isfile(os.path.join(source, name))
+                                         for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)):
+        return None
     try:
-        listed = read_manifest(checkpoint_dir) or {}
-        verify_checkpoint(checkpoint_dir, [n for n in names if n in listed])
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
-    except CheckpointCorruptError as exc:
+        return AutoTokenizer.from_pretrained(source)
+    except (CheckpointCorruptError, ImportError) as exc:
         raise CLIError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"cannot read {path}: {exc}") from None
-    return config
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"cannot read the tokenizer {source}: {exc}") from None
 
 
 def default_corpus_text():

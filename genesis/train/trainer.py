@@ -152,7 +152,9 @@ def evaluate(model, windows, batch_size):
 class Trainer:
     """Train a genesis causal LM on a ``TokenDataset`` (see the module docstring).
 
-    ``tokenizer`` (optional) is saved with every checkpoint. ``run_metadata`` is a JSON-able
+    ``tokenizer`` (optional, e.g. ``AutoTokenizer.from_pretrained(...)``) is saved with every
+    checkpoint by its ``save_pretrained(folder)``, which returns ``{file name: FileDigest}`` for
+    the checkpoint manifest. ``run_metadata`` is a JSON-able
     dict saved with every checkpoint (``train_args.json``), e.g. how the data was made.
     ``OPTION_NAMES`` spells options in messages; ``genesis train`` sets its flag names.
     Override ``get_train_batches`` to feed batches from elsewhere (an object with
@@ -428,7 +430,7 @@ class Trainer:
         def write(folder):
             digests = dict(model.save_pretrained(folder))
             if self.tokenizer is not None:
-                digests.update(self.tokenizer.save(folder))
+                digests.update(self.tokenizer.save_pretrained(folder))
             digests[STATE_FILE] = atomic_write(os.path.join(folder, STATE_FILE),
                                                lambda f: genesis.save(state, f))
             digests[ARGS_FILE] = atomic_write(os.path.join(folder, ARGS_FILE),

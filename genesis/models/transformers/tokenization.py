@@ -7,6 +7,9 @@ a ``chat_template.jinja`` file wins, as in HF), the byte tokenizer recorded by `
 train``, or the tokenizer stored in a ``.gguf`` file.
 ``apply_chat_template`` renders with jinja2 in the sandboxed environment HF uses (same options,
 filters and globals), so a template gives the same text as in transformers.
+``save_pretrained`` writes through the atomic writer and returns ``{file: FileDigest}``; loading
+a folder checks its tokenizer files against the folder's ``genesis_manifest.json`` when it
+lists them.
 """
 import codecs
 import json
@@ -14,6 +17,9 @@ import os
 from datetime import datetime
 
 import numpy as np
+
+from ..._atomic import atomic_write
+from .manifest import read_manifest, update_manifest, verify_checkpoint
 
 __all__ = ["AutoTokenizer", "ByteTokenizer", "PreTrainedTokenizerFast", "BatchEncoding",
            "check_tokenizer_matches", "TOKENIZER_FILE", "TOKENIZER_CONFIG_FILE"]
@@ -261,18 +267,15 @@ class ByteTokenizer(PreTrainedTokenizerBase):
         return list(text.encode("utf-8"))
 
     def decode(self, ids, skip_special_tokens=False):
-        """Text of ``ids`` (invalid UTF-8 sequences become U+FFFD)."""
-        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-        bad = [i for i in ids if not 0 <= i < 256]
-        if bad:
-            raise ValueError(f"ByteTokenizer.decode: ids must be bytes in [0, 256), got {bad[:5]} "
-                             f"(the model's vocabulary is not bytes: use its tokenizer.json)")
-        return bytes(ids).decode("utf-8", errors="replace")
+        """Text of ``ids``: invalid UTF-8 sequences and ids outside 0..255 (which a model with a
+        larger vocabulary can sample) become U+FFFD."""
+        return _bytes_of(ids).decode("utf-8", errors="replace")
 
     def stream_decoder(self):
-        """Incremental UTF-8 decoding: text appears as soon as its characters are complete."""
+        """Incremental UTF-8 decoding: text appears as soon as its characters are complete;
+        ids outside 0..255 become U+FFFD."""
         dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return lambda ids, final=False: dec.decode(bytes(int(i) for i in ids), final=final)
+        return lambda ids, final=False: dec.decode(_bytes_of(ids), final=final)
 
     def convert_tokens_to_ids(self, token):
         """The byte value of a one-byte token."""
@@ -282,10 +285,16 @@ class ByteTokenizer(PreTrainedTokenizerBase):
         return data[0]
 
     def save_pretrained(self, save_directory):
-        """Record the byte tokenizer (and any chat template) in ``tokenizer_config.json``."""
-        os.makedirs(save_directory, exist_ok=True)
-        _write_json(os.path.join(save_directory, TOKENIZER_CONFIG_FILE),
-                    {"type": "byte", **self._config_dict()})
+        """Record the byte tokenizer (and any chat template) in ``tokenizer_config.json``;
+        returns ``{file name: FileDigest}``."""
+        return _save_files(save_directory, {TOKENIZER_CONFIG_FILE: _json_text(
+            {"type": "byte", **self._config_dict()})})
+
+
+def _bytes_of(ids):
+    """Bytes of byte-token ids; an id outside 0..255 becomes 0xFF (never valid UTF-8)."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    return np.where((ids >= 0) & (ids < 256), ids, 0xFF).astype(np.uint8).tobytes()
 
 
 class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
@@ -331,12 +340,13 @@ class PreTrainedTokenizerFast(PreTrainedTokenizerBase):
         return self._tokenizer.get_vocab(with_added_tokens=True)
 
     def save_pretrained(self, save_directory):
-        """Write ``tokenizer.json`` and ``tokenizer_config.json`` as HF does."""
-        os.makedirs(save_directory, exist_ok=True)
-        self._tokenizer.save(os.path.join(save_directory, TOKENIZER_FILE))
-        _write_json(os.path.join(save_directory, TOKENIZER_CONFIG_FILE),
-                    {"type": "hf", "tokenizer_class": "PreTrainedTokenizerFast",
-                     **self._config_dict()})
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` as HF does (transformers loads
+        them); returns ``{file name: FileDigest}``."""
+        return _save_files(save_directory, {
+            TOKENIZER_FILE: self._tokenizer.to_str(pretty=True),
+            TOKENIZER_CONFIG_FILE: _json_text({"type": "hf",
+                                               "tokenizer_class": "PreTrainedTokenizerFast",
+                                               **self._config_dict()})})
 
 
 def _read_tokenizer_file(path):
@@ -353,14 +363,28 @@ def _read_tokenizer_file(path):
         raise ValueError(f"cannot read {path} as a tokenizer.json: {exc}") from None
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
+def _json_text(obj):
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def _save_files(directory, texts):
+    """Write ``{file name: text}`` into ``directory`` atomically, record them in its checksum
+    manifest when it has one, and return ``{file name: FileDigest}``."""
+    if os.path.isfile(directory):
+        raise ValueError(f"save_pretrained: {directory!r} is a file; expected a directory")
+    os.makedirs(directory, exist_ok=True)
+    digests = {name: atomic_write(os.path.join(directory, name), text)
+               for name, text in texts.items()}
+    update_manifest(directory, digests)
+    return digests
 
 
 def _read_tokenizer_config(directory):
+    """The folder's tokenizer settings, its files first checked against its checksum manifest
+    (``CheckpointCorruptError`` names a damaged one; files it does not list load as they are)."""
+    files = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, CHAT_TEMPLATE_FILE)
+    listed = read_manifest(directory) or {}
+    verify_checkpoint(directory, [name for name in files if name in listed])
     path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
     if not os.path.isfile(path):
         return {}
