@@ -8,6 +8,7 @@ from .modeling_moe import (DenseFFN, MoEAttention, MoECausalLMOutput, MoEDecoder
 from .generation import DynamicCache, GenerationMixin
 from .presets import get_moe_config, list_moe_configs
 from .routing import MoERouter, RouterOutput
+from .sparsify import inject_router
 from .tokenization import AutoTokenizer, ByteTokenizer, PreTrainedTokenizerFast
 
 __all__ = ["AutoConfig", "AutoModelForCausalLM", "MoEConfig", "MoEForCausalLM", "MoEModel",
@@ -15,4 +16,4 @@ __all__ = ["AutoConfig", "AutoModelForCausalLM", "MoEConfig", "MoEForCausalLM", 
            "list_moe_configs", "MoECausalLMOutput", "MoEModelOutput", "MoERMSNorm",
            "MoERotaryEmbedding", "MoEAttention", "DenseFFN", "MoEExperts", "MoESparseBlock",
            "MoEDecoderLayer", "MoERouter", "RouterOutput", "DynamicCache", "GenerationMixin",
-           "AutoTokenizer", "ByteTokenizer", "PreTrainedTokenizerFast"]
+           "AutoTokenizer", "ByteTokenizer", "PreTrainedTokenizerFast", "inject_router"]
