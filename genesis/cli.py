@@ -7,6 +7,7 @@ import sys
 from collections import namedtuple
 
 from . import chat
+from .commands import route, sparsify
 from .train.command import add_plot_arguments, add_train_arguments, run_plot, run_train
 from .train.compare import add_compare_arguments, run_compare
 from .train.data import CLIError
@@ -66,6 +67,10 @@ COMMANDS = {
     "compare": Command("train mixtral, deepseek and genesis routers head to head",
                        add_compare_arguments, run_compare),
     "info": Command("versions, backends, presets", lambda p: None, cmd_info),
+    "sparsify": Command("turn a dense checkpoint into an MoE and measure the cost (inject_router)",
+                        sparsify.add_arguments, sparsify.main),
+    "route": Command("write an HTML page of which experts a text wakes up",
+                     route.add_arguments, route.main),
 }
 
 
