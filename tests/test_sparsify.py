@@ -205,3 +205,26 @@ class TestErrors:
         model = inject_router(dense_model(tmp_path), "mixtral", 4, 2, CALIB)
         with pytest.raises(ValueError, match="already has MoE layers"):
             inject_router(model, "mixtral", 4, 2, CALIB)
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu", "gelu_pytorch_tanh", "relu"])
+def test_neuron_activations_sum_to_the_dense_mlp(act):
+    from genesis.models.transformers import DenseFFN
+    genesis.manual_seed(0)
+    with genesis.no_grad():
+        mlp = DenseFFN(MoEConfig(**{**DENSE, "hidden_act": act})).double()
+        x = np.random.default_rng(0).standard_normal((5, 32))
+        expected = mlp(genesis.tensor(x)).numpy()
+    acts = neuron_activations(mlp, x)
+    np.testing.assert_allclose(acts @ mlp.down_proj.weight.detach().numpy().T, expected,
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_gelu_gated_mlps_convert_exactly_too(tmp_path):
+    genesis.manual_seed(0)
+    config = MoEConfig(**{**DENSE, "hidden_act": "gelu_pytorch_tanh"})
+    MoEForCausalLM(config).save_pretrained(tmp_path / "gelu")
+    dense = MoEForCausalLM.from_pretrained(tmp_path / "gelu", dtype="float64")
+    reference = logits(dense)
+    force_all_experts(inject_router(dense, "deepseek", 4, 2, CALIB))
+    np.testing.assert_allclose(logits(dense), reference, rtol=1e-10, atol=1e-10)
