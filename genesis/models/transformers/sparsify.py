@@ -283,7 +283,9 @@ def inject_router(model, mode="genesis", num_experts=8, top_k=2, calibration_dat
     width that leaves ``num_experts`` equal routed experts of ``I // (num_experts + 1)``
     neurons, plus top-k routed experts). ``calibration_data``: token ids ``[batch, seq]``.
     ``config_overrides``: further ``MoEConfig`` fields of the converted model (e.g.
-    ``genesis_threshold``). Returns ``model`` (its ``config`` replaced by the MoE config).
+    ``genesis_threshold``). ``max_cluster_tokens`` caps the tokens whose activation patterns
+    are clustered (evenly spaced); ``tokens_per_forward`` sizes the calibration forwards;
+    ``seed`` seeds the clustering. Returns ``model`` (its ``config`` replaced by the MoE one).
     """
     config = model.config
     if mode not in SPARSIFY_MODES:
