@@ -32,8 +32,9 @@ def expert_color(expert, lightness=78):
 def routing_trace(model, input_ids):
     """Routing of one sequence ``[1, S]`` (a genesis Tensor) through every MoE layer.
 
-    Returns ``{"layers": [decoder layer index per MoE layer], "experts": [L][S][k] ids (-1 for
-    an unused slot), "weights": [L][S][k], "top_expert": [L][S], "num_experts": slots}``.
+    Returns ``{"layers": [decoder layer index per MoE layer], "experts": [L][S][k] the
+    experts that compute each token (-1 for a slot the router left unused or capacity
+    dropped), "weights": [L][S][k], "top_expert": [L][S], "num_experts": slots}``.
     """
     import genesis
     if tuple(input_ids.shape[:1]) != (1,) or input_ids.ndim != 2:
@@ -52,7 +53,7 @@ def routing_trace(model, input_ids):
                          "convert it first with `genesis sparsify`")
     experts, weights, top = [], [], []
     for routing in routings:
-        ids = np.asarray(routing.topk_ids.detach().numpy(), dtype=np.int64)
+        ids = np.asarray(routing.dispatch_ids().detach().numpy(), dtype=np.int64)
         w = np.asarray(routing.topk_weights.detach().numpy(), dtype=np.float64)
         used = ids >= 0
         w = np.where(used, w, -np.inf)

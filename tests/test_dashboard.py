@@ -23,9 +23,9 @@ TINY = dict(vocab_size=256, hidden_size=32, intermediate_size=64, moe_intermedia
 TEXT = "Experts <b>&</b> routers"
 
 
-def tiny(router_type="topk"):
+def tiny(router_type="topk", **extra):
     genesis.manual_seed(0)
-    model = MoEForCausalLM(MoEConfig(**TINY, router_type=router_type))
+    model = MoEForCausalLM(MoEConfig(**TINY, router_type=router_type, **extra))
     model.eval()
     return model
 
@@ -38,7 +38,7 @@ def test_trace_matches_the_model_routing():
     with genesis.no_grad():
         routings = model.model(ids).router_outputs
     for layer, routing in enumerate(routings):
-        expected = routing.topk_ids.numpy()
+        expected = routing.dispatch_ids().numpy()
         assert np.array_equal(np.asarray(trace["experts"][layer]), expected)
         weights = routing.topk_weights.numpy()
         top = expected[np.arange(len(expected)), weights.argmax(1)]
@@ -46,14 +46,21 @@ def test_trace_matches_the_model_routing():
 
 
 def test_genesis_router_trace_marks_unused_slots():
-    model = tiny("genesis")
+    model = tiny("genesis", genesis_threshold=0.3)
     ids = genesis.tensor(ByteTokenizer().encode(TEXT)[None, :])
     trace = routing_trace(model, ids)
     assert trace["num_experts"] == model.config.num_expert_slots
-    for layer in range(2):
-        for row, top in zip(trace["experts"][layer], trace["top_expert"][layer]):
+    with genesis.no_grad():
+        routings = model.model(ids).router_outputs
+    counts = []
+    for layer, routing in enumerate(routings):
+        selected = routing.selected.numpy()
+        for row, top, chosen in zip(trace["experts"][layer], trace["top_expert"][layer],
+                                    selected):
             assert top in row and top >= 0
-            assert 1 <= sum(e >= 0 for e in row) <= 2
+            assert [e >= 0 for e in row] == chosen.tolist()
+            counts.append(int(chosen.sum()))
+    assert min(counts) == 1 and max(counts) == 2   # adaptive: 1 or 2 experts per token
 
 
 def _page(history=None):
