@@ -92,7 +92,8 @@ def evaluate(model, windows, batch_size):
 
 
 def tune(model, params, tokens, args, steps, lr):
-    """``steps`` AdamW steps on random calibration windows, updating ``params`` only."""
+    """``steps`` AdamW steps on random calibration windows, updating ``params`` only (and,
+    after each step, the routers' own state, as in training)."""
     import genesis
     from ..nn.utils import clip_grad_norm_
     from ..optim import AdamW
@@ -111,6 +112,7 @@ def tune(model, params, tokens, args, steps, lr):
         loss.backward()
         clip_grad_norm_(params, 1.0)
         optimizer.step()
+        model.update_router_state(optimizer)
         losses.append(float(loss.item()))
         if not np.isfinite(losses[-1]):
             raise CLIError(f"the fine-tune loss became {losses[-1]}; lower the learning rate")
