@@ -78,12 +78,19 @@ def test_router_only_tuning_leaves_experts_untouched(dense_dir, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--experts", "3"], "do not split into 3 equal experts"),
     (["--eval-tokens", "100000"], "it needs at least"),
-    (["--tune-steps", "-1"], "must be >= 0"),
 ])
 def test_bad_options_give_one_line_errors(dense_dir, capsys, extra, message):
     assert main(_argv(dense_dir, "mixtral") + extra) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_negative_steps_are_a_usage_error(dense_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_argv(dense_dir, "mixtral") + ["--tune-steps", "-1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--tune-steps" in err and ">= 0" in err and len(err.strip().splitlines()) == 1
 
 
 def test_moe_checkpoint_is_rejected(dense_dir, capsys):
