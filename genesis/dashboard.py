@@ -53,8 +53,8 @@ def routing_trace(model, input_ids):
                          "convert it first with `genesis sparsify`")
     experts, weights, top = [], [], []
     for routing in routings:
-        ids = np.asarray(routing.dispatch_ids().detach().numpy(), dtype=np.int64)
-        w = np.asarray(routing.topk_weights.detach().numpy(), dtype=np.float64)
+        ids = np.asarray(routing.dispatch_ids().detach().cpu().numpy(), dtype=np.int64)
+        w = np.asarray(routing.topk_weights.detach().cpu().numpy(), dtype=np.float64)
         used = ids >= 0
         w = np.where(used, w, -np.inf)
         top.append(ids[np.arange(ids.shape[0]), w.argmax(axis=1)].tolist())
@@ -268,7 +268,8 @@ def write_dashboard(model, tokenizer, text, out_path, metrics_path=None, title=N
     if ids.size > limit:
         raise ValueError(f"write_dashboard: the text has {ids.size} tokens, more than "
                          f"max_position_embeddings {limit}")
-    trace = routing_trace(model, genesis.tensor(ids[None, :]))
+    device = model.lm_head.weight.device
+    trace = routing_trace(model, genesis.tensor(ids[None, :], device=device))
     tokens = [tokenizer.decode([int(i)]) for i in ids]
     history = read_load_history(metrics_path) if metrics_path else None
     config = model.config
