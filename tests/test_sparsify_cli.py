@@ -101,3 +101,18 @@ def test_moe_checkpoint_is_rejected(dense_dir, capsys):
     capsys.readouterr()
     assert main(argv) == 2
     assert "already has MoE layers" in capsys.readouterr().err
+
+
+def test_checkpoint_tokenizer_reads_a_transformers_tokenizer_json(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from genesis.commands.common import checkpoint_tokenizer
+    from genesis.train.data import CLIError, HFTokenizer
+    vocab = {"[UNK]": 0, "dense": 1, "sparse": 2}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 8192}')
+    found = checkpoint_tokenizer(None, str(tmp_path), 3)
+    assert isinstance(found, HFTokenizer) and found.encode("sparse dense").tolist() == [2, 1]
+    with pytest.raises(CLIError, match="tokenizer has 3 tokens but the model only 2"):
+        checkpoint_tokenizer(None, str(tmp_path), 2)
