@@ -14,7 +14,7 @@ from genesis.cli import main
 from genesis.dashboard import (build_page, expert_color, read_load_history, routing_trace,
                                write_dashboard)
 from genesis.models.transformers import MoEConfig, MoEForCausalLM
-from genesis.train.data import ByteTokenizer
+from genesis.models.transformers import ByteTokenizer
 
 TINY = dict(vocab_size=256, hidden_size=32, intermediate_size=64, moe_intermediate_size=32,
             num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
@@ -32,7 +32,7 @@ def tiny(router_type="topk", **extra):
 
 def test_trace_matches_the_model_routing():
     model = tiny()
-    ids = genesis.tensor(ByteTokenizer().encode(TEXT)[None, :])
+    ids = genesis.tensor(np.asarray(ByteTokenizer().encode(TEXT))[None, :])
     trace = routing_trace(model, ids)
     assert trace["layers"] == [1, 2]
     with genesis.no_grad():
@@ -47,7 +47,7 @@ def test_trace_matches_the_model_routing():
 
 def test_genesis_router_trace_marks_unused_slots():
     model = tiny("genesis", genesis_threshold=0.3)
-    ids = genesis.tensor(ByteTokenizer().encode(TEXT)[None, :])
+    ids = genesis.tensor(np.asarray(ByteTokenizer().encode(TEXT))[None, :])
     trace = routing_trace(model, ids)
     assert trace["num_experts"] == model.config.num_expert_slots
     with genesis.no_grad():
@@ -137,7 +137,7 @@ def _chromium():
 def _route(tmp_path, model, capsys=None):
     ckpt = tmp_path / "run" / "checkpoint"
     model.save_pretrained(ckpt)
-    ByteTokenizer().save(str(ckpt))
+    ByteTokenizer().save_pretrained(str(ckpt))
     records = [{"step": s, "loss": 1.0, "expert_load": [[0.1 * s, 1 - 0.1 * s, 0, 0]] * 2}
                for s in range(1, 6)]
     (tmp_path / "run" / "metrics.jsonl").write_text(

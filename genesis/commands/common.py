@@ -1,8 +1,7 @@
 """What the checkpoint-reading subcommands share: loading a model and its tokenizer."""
-import json
 import os
 
-from ..train.data import CLIError, HFTokenizer, load_tokenizer
+from ..train.data import CLIError, load_tokenizer
 
 __all__ = ["load_checkpoint", "checkpoint_tokenizer"]
 
@@ -22,25 +21,13 @@ def load_checkpoint(path):
     return model
 
 
-def _is_genesis_tokenizer_config(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return "type" in json.load(f)
-    except (OSError, ValueError):
-        return False
-
-
 def checkpoint_tokenizer(path, checkpoint, vocab_size):
-    """``--tokenizer``, else the checkpoint's: genesis's record, a HuggingFace
-    ``tokenizer.json`` (as transformers saves it), or bytes; checked against ``vocab_size``."""
-    hf_file = os.path.join(checkpoint, "tokenizer.json")
-    genesis_record = _is_genesis_tokenizer_config(os.path.join(checkpoint,
-                                                               "tokenizer_config.json"))
-    if path is None and not genesis_record and os.path.isfile(hf_file):
-        tokenizer = HFTokenizer(hf_file)
-    else:
-        tokenizer = load_tokenizer(path, checkpoint)
-    if tokenizer.vocab_size > vocab_size:
-        raise CLIError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-                       f"{vocab_size}; pass the model's --tokenizer")
+    """``--tokenizer``, else the checkpoint's (``load_tokenizer``), checked against the model's
+    ``vocab_size``; a mismatch is a ``CLIError``."""
+    from ..models.transformers.tokenization import check_tokenizer_matches
+    tokenizer = load_tokenizer(path, checkpoint)
+    try:
+        check_tokenizer_matches(tokenizer, vocab_size)
+    except ValueError as exc:
+        raise CLIError(f"{exc}; pass the model's --tokenizer") from None
     return tokenizer

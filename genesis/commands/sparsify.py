@@ -97,12 +97,12 @@ def tune(model, params, tokens, args, steps, lr):
     import genesis
     from ..nn.utils import clip_grad_norm_
     from ..optim import AdamW
-    from ..train.data import BatchSampler
+    from ..train.data import TokenDataset, WindowBatches
     trainable = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     optimizer = AdamW(params, lr=lr, weight_decay=0.0)
-    sampler = BatchSampler(tokens, args.batch_size, args.seq_len, args.seed)
+    sampler = WindowBatches(TokenDataset(tokens, args.seq_len), args.batch_size, args.seed)
     model.train()
     losses = []
     for _ in range(steps):
@@ -132,7 +132,7 @@ def run(args, log=print):
     model = load_checkpoint(args.checkpoint)
     tokenizer = checkpoint_tokenizer(args.tokenizer, args.checkpoint, model.config.vocab_size)
     text, source = load_corpus(args.calibration)
-    calib, held = _split(tokenizer.encode(text), args)
+    calib, held = _split(np.asarray(tokenizer.encode(text), dtype=np.int64), args)
     summary = {"checkpoint": args.checkpoint, "mode": args.mode, "experts": args.experts,
                "top_k": args.top_k, "calibration": source, "calibration_tokens": len(calib),
                "eval_tokens": int(held.size), "seq_len": args.seq_len, "phases": []}
@@ -179,7 +179,7 @@ def run(args, log=print):
               lr=args.tune_lr, last_train_loss=round(losses[-1], 4))
     model.eval()
     model.save_pretrained(args.out)
-    tokenizer.save(args.out)
+    tokenizer.save_pretrained(args.out)
     summary["total_seconds"] = round(time.perf_counter() - start, 2)
     summary["peak_rss_bytes"] = _peak_rss_bytes()
     with open(os.path.join(args.out, "sparsify.json"), "w", encoding="utf-8") as f:
