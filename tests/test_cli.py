@@ -51,6 +51,9 @@ def test_train_writes_checkpoint_metrics_and_sample(run_dir, capsys):
     assert [v["step"] for v in vals] == [4, 8]
     printed = capsys.readouterr().out
     assert "final validation loss" in printed and "sample:" in printed
+    page = (out / "routing.html").read_text()        # the routing dashboard of the run
+    assert f"wrote {out / 'routing.html'}" in printed and "<svg" in page
+    assert 'src="http' not in page and 'href="http' not in page    # self-contained
 
 
 def test_resume_after_ctrl_c_matches_uninterrupted_run(run_dir, monkeypatch):

@@ -249,6 +249,11 @@ def run_train(args):
     signum = result.metrics["interrupted_by"]
     if signum:
         return 128 + int(signum)
+    if config.num_local_experts:
+        from ..dashboard import write_dashboard
+        text = tokenizer.decode(val_tokens[:min(256, config.max_position_embeddings)].tolist())
+        print("wrote " + write_dashboard(model, tokenizer, text, os.path.join(out, "routing.html"),
+                                         os.path.join(out, "metrics.jsonl")))
     if result.metrics["eval_loss"] is not None:
         print(f"final validation loss {result.metrics['eval_loss']:.4f} nats/token; "
               f"{result.metrics['tokens_per_s'] or 0:.0f} tokens/s; checkpoint in "
