@@ -260,3 +260,32 @@ def test_float32_and_bfloat16_parameters_update_in_their_dtype():
         opt.step()
         assert p.dtype is dt and opt.state[p]["exp_avg"].dtype is dt
         assert np.allclose(p._array.astype(np.float32), 1 - 0.1 * 0.01 - 0.1, atol=1e-2)
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    ("AdamW", dict(lr=0.02, weight_decay=0.1)),
+    ("Adam", dict(lr=0.02, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.5, maximize=True)),
+])
+def test_blocked_multithreaded_update_of_a_large_parameter_matches_torch(cls, kwargs):
+    """A parameter spanning many blocks, updated by two threads, tracks PyTorch as tightly."""
+    from genesis.backends import parallel
+    from genesis.optim import _kernels
+    assert 300_001 > max(parallel.MIN_PARALLEL, 2 * _kernels.BLOCK)
+    init = np.random.default_rng(3).standard_normal(300_001)
+    before = parallel.num_threads()
+    parallel.set_num_threads(2)
+    try:
+        gp = Parameter(genesis.tensor(init))
+        gopt = getattr(optim, cls)([gp], **kwargs)
+        tp = torch.tensor(init, requires_grad=True)
+        topt = getattr(torch.optim, cls)([tp], foreach=False, **kwargs)
+        for k in range(5):
+            gp.grad = genesis.tensor(_grad(k, 0, gp._array))
+            tp.grad = torch.from_numpy(_grad(k, 0, tp.detach().numpy()))
+            gopt.step()
+            topt.step()
+    finally:
+        parallel.set_num_threads(before)
+    np.testing.assert_allclose(gp._array, tp.detach().numpy(), rtol=0, atol=1e-9)

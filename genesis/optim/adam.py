@@ -1,8 +1,7 @@
 """Adam and AdamW with PyTorch's single-tensor update (bias corrections, amsgrad, maximize)."""
-import math
-
 from ..backends import triton as _triton
 from ..tensor import Tensor
+from ._kernels import adam_update
 from .optimizer import Optimizer, implementation_flags
 
 __all__ = ["Adam", "AdamW"]
@@ -42,37 +41,18 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = Tensor._make(xp.zeros_like(p), device=param.device)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p), device=param.device)
-        if group["maximize"]:
-            grad = -grad
         state["step"] += 1
         step = state["step"]
         if _fusable(xp, p, grad, group):
-            _triton.kernels("adamw").step(p, grad, state["exp_avg"]._array,
-                                          state["exp_avg_sq"]._array, step, lr, beta1, beta2,
-                                          eps, wd if group["decoupled_weight_decay"] else 0.0)
+            _triton.kernels("adamw").step(p, -grad if group["maximize"] else grad,
+                                          state["exp_avg"]._array, state["exp_avg_sq"]._array,
+                                          step, lr, beta1, beta2, eps,
+                                          wd if group["decoupled_weight_decay"] else 0.0)
             return
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                p *= 1 - lr * wd
-            else:
-                grad = grad + wd * p
-        exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
-        _lerp_(xp, exp_avg, grad, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2 = 1 - beta2 ** step
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = math.sqrt(bias_correction2)
-        if group["amsgrad"]:
-            max_sq = state["max_exp_avg_sq"]._array
-            xp.maximum(max_sq, exp_avg_sq, out=max_sq)
-            denom = xp.sqrt(max_sq)
-        else:
-            denom = xp.sqrt(exp_avg_sq)
-        denom /= bias_correction2_sqrt
-        denom += eps
-        p += -step_size * exp_avg / denom
+        max_sq = state["max_exp_avg_sq"]._array if group["amsgrad"] else None
+        adam_update(xp, p, grad, state["exp_avg"]._array, state["exp_avg_sq"]._array, max_sq,
+                    step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd,
+                    decoupled=group["decoupled_weight_decay"], maximize=group["maximize"])
 
 
 class AdamW(Adam):
@@ -92,13 +72,3 @@ def _fusable(xp, p, grad, group):
             and grad.dtype == p.dtype and p.flags.c_contiguous and grad.flags.c_contiguous
             and _triton.enabled(xp, p))
 
-
-def _lerp_(xp, start, end, weight):
-    """``start += weight * (end - start)`` in place, with PyTorch's two-branch lerp formula."""
-    diff = end - start
-    if abs(weight) < 0.5:
-        diff *= weight
-        start += diff
-    else:
-        diff *= 1 - weight
-        xp.subtract(end, diff, out=start)

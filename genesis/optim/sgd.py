@@ -1,5 +1,6 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
 from ..tensor import Tensor
+from ._kernels import sgd_update
 from .optimizer import Optimizer, implementation_flags
 
 __all__ = ["SGD"]
@@ -27,17 +28,16 @@ class SGD(Optimizer):
     def _update(self, xp, param, grad, state, group):
         p = param._array
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if group["maximize"]:
-            grad = -grad
-        if wd != 0:
-            grad = grad + wd * p
+        buf = None
+        first = False
         if momentum != 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = Tensor._make(grad.copy(), device=param.device)
+            first = buf is None
+            if first:
+                buf = Tensor._make(xp.empty(p.shape, xp.result_type(p.dtype, grad.dtype)),
+                                   device=param.device)
                 state["momentum_buffer"] = buf
-            else:
-                buf._array *= momentum
-                buf._array += (1 - group["dampening"]) * grad
-            grad = grad + momentum * buf._array if group["nesterov"] else buf._array
-        p += -lr * grad
+            buf = buf._array
+        sgd_update(xp, p, grad, buf, first=first, lr=lr, momentum=momentum,
+                   dampening=group["dampening"], weight_decay=wd, nesterov=group["nesterov"],
+                   maximize=group["maximize"])

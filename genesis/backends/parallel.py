@@ -1,0 +1,148 @@
+"""Chunked CPU execution over a small thread pool: NumPy's ufuncs release the GIL, so large
+elementwise work and row-wise reductions split into blocks run on every core.
+
+Every helper computes exactly what the single NumPy call computes (the same operations on the
+same elements, block by block); arrays below ``MIN_PARALLEL`` elements, CuPy arrays and calls
+made from a pool thread run in the calling thread.
+"""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import cpu
+
+__all__ = ["MIN_PARALLEL", "num_threads", "set_num_threads", "parallel_for", "ufunc", "blocks",
+           "copy", "sum_all"]
+
+MIN_PARALLEL = 1 << 17
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_state = threading.local()
+_lock = threading.Lock()
+_pool = [None, None]  # (executor, its thread count)
+_threads = [None]
+
+
+def num_threads():
+    """Threads the CPU helpers use (``set_num_threads``, else the BLAS thread count)."""
+    return _threads[0] or cpu.num_threads()
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for chunked CPU work (1 turns threading off)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    _threads[0] = n
+
+
+def _executor(n):
+    with _lock:
+        if _pool[0] is None or _pool[1] < n - 1:
+            _pool[0] = ThreadPoolExecutor(n - 1, thread_name_prefix="genesis-cpu",
+                                          initializer=_mark_worker)
+            _pool[1] = n - 1
+        return _pool[0]
+
+
+def _mark_worker():
+    _state.worker = True
+
+
+def parallel_for(n, fn, grain=MIN_PARALLEL, cost=1):
+    """Call ``fn(start, stop)`` over a split of ``range(n)``, each part worth ``grain`` elements
+    at ``cost`` elements per index; the caller runs the last part and waits for the others."""
+    parts = min(num_threads(), (n * cost) // grain, n)
+    if parts <= 1 or getattr(_state, "worker", False):
+        fn(0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    pool = _executor(parts)
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(parts - 1)]
+    try:
+        fn(bounds[-2], bounds[-1])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _split_ok(args, size):
+    """Whether a ufunc over these operands can run in blocks (NumPy floats, one dtype)."""
+    if size < MIN_PARALLEL:
+        return None
+    dt = None
+    for a in args:
+        if type(a) is np.ndarray:
+            if dt is None:
+                dt = a.dtype
+            elif a.dtype != dt:
+                return None
+        elif type(a) not in (float, int) and not (isinstance(a, np.generic) and a.dtype == dt):
+            return None
+    return dt if dt in _FLOATS else None
+
+
+def ufunc(xp, f, *args):
+    """``f(*args)`` for a NumPy ufunc ``f``, in blocks over the pool for large float arrays."""
+    if xp is not np:
+        return getattr(xp, f.__name__)(*args)
+    arrays = [a for a in args if type(a) is np.ndarray]
+    if not arrays:
+        return f(*args)
+    shape = arrays[0].shape if len(arrays) == 1 else np.broadcast_shapes(*(a.shape for a in arrays))
+    size = 1
+    for s in shape:
+        size *= s
+    dt = _split_ok(args, size)
+    if dt is None or not shape:
+        return f(*args)
+    out = np.empty(shape, dt)
+    if all(a.shape == shape and a.flags.c_contiguous for a in arrays):
+        flat = [a.reshape(-1) if type(a) is np.ndarray else a for a in args]
+        o = out.reshape(-1)
+        parallel_for(size, lambda s, e: f(*[a[s:e] if type(a) is np.ndarray else a for a in flat],
+                                          out=o[s:e]))
+        return out
+    lead = shape[0]
+    nd = len(shape)
+    split = [type(a) is np.ndarray and a.ndim == nd and a.shape[0] == lead for a in args]
+    parallel_for(lead, lambda s, e: f(*[a[s:e] if k else a for a, k in zip(args, split)],
+                                      out=out[s:e]), cost=size // lead)
+    return out
+
+
+def blocks(xp, fn, out, *arrays):
+    """Call ``fn(out_block, *array_blocks)`` over blocks of the leading axis (whole arrays for
+    CuPy or small sizes); ``fn`` must treat rows independently."""
+    if xp is not np or out.ndim == 0 or out.size < MIN_PARALLEL or out.shape[0] < 2:
+        fn(out, *arrays)
+        return out
+    parallel_for(out.shape[0], lambda s, e: fn(out[s:e], *(a[s:e] for a in arrays)),
+                 cost=out.size // out.shape[0])
+    return out
+
+
+def copy(xp, a):
+    """A C-contiguous copy of ``a`` (``a.copy()``), in blocks for large NumPy arrays."""
+    if xp is not np or a.size < MIN_PARALLEL or a.ndim == 0:
+        return a.copy()
+    out = np.empty(a.shape, a.dtype)
+    parallel_for(a.shape[0], lambda s, e: np.copyto(out[s:e], a[s:e]),
+                 cost=a.size // a.shape[0]) if a.shape[0] > 1 else np.copyto(out, a)
+    return out
+
+
+def sum_all(x, dtype=None):
+    """``x.sum(dtype=dtype)`` of a large float array as per-block sums added in block order."""
+    if type(x) is not np.ndarray or x.size < MIN_PARALLEL or x.dtype not in _FLOATS:
+        return x.sum(dtype=dtype)
+    flat = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
+    parts = max(1, min(num_threads(), x.size // MIN_PARALLEL))
+    partial = np.zeros(parts, dtype or x.dtype)
+    n = flat.size
+
+    def run(s, e):
+        for i in range(s, e):
+            partial[i] = flat[n * i // parts:n * (i + 1) // parts].sum(dtype=dtype)
+
+    parallel_for(parts, run, grain=1)
+    return partial.sum()
