@@ -14,6 +14,7 @@ import numpy as np
 
 from . import backends
 from ._broadcast import broadcast_error
+from .backends import parallel
 from .tensor import Tensor
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -320,9 +321,9 @@ class AccumulateGrad:
         if g.dtype != var._array.dtype:
             g = g.astype(var._array.dtype)
         if var.grad is None:
-            var.grad = Tensor._make(g.copy())
+            var.grad = Tensor._make(parallel.copy(g))
         else:
-            var.grad = Tensor._make(var.grad._array + g)
+            var.grad = Tensor._make(parallel.add(var.grad._array, g))
         for hook in getattr(var, "_post_accumulate_grad_hooks", None) or ():
             hook(var)
 
@@ -550,7 +551,7 @@ def _propagate(roots, root_grads, retain_graph, capture):
                 buf = buffers.get(child)
                 if buf is None:
                     buf = buffers[child] = [None] * child.n_outputs
-                buf[nr] = g if buf[nr] is None else buf[nr] + g
+                buf[nr] = g if buf[nr] is None else parallel.add(buf[nr], g)
             deps[child] -= 1
             if deps[child] == 0:
                 ready.append(child)

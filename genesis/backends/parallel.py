@@ -1,8 +1,8 @@
 """Chunked CPU execution over a small thread pool: NumPy's ufuncs release the GIL, so large
 elementwise work and row-wise reductions split into blocks run on every core.
 
-Every helper computes exactly what the single NumPy call computes (the same operations on the
-same elements, block by block); arrays below ``MIN_PARALLEL`` elements, CuPy arrays and calls
+Every helper but ``sum_all`` computes exactly what the single NumPy call computes (the same
+operations on the same elements, block by block); arrays below ``MIN_PARALLEL`` elements, CuPy arrays and calls
 made from a pool thread run in the calling thread.
 """
 import threading
@@ -12,8 +12,8 @@ import numpy as np
 
 from . import cpu
 
-__all__ = ["MIN_PARALLEL", "num_threads", "set_num_threads", "parallel_for", "ufunc", "blocks",
-           "copy", "sum_all"]
+__all__ = ["MIN_PARALLEL", "num_threads", "set_num_threads", "parallel_for", "ufunc", "add",
+           "blocks", "copy", "sum_all"]
 
 MIN_PARALLEL = 1 << 17
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -57,12 +57,20 @@ def parallel_for(n, fn, grain=MIN_PARALLEL, cost=1):
         return
     bounds = [n * i // parts for i in range(parts + 1)]
     pool = _executor(parts)
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(parts - 1)]
+    futures = [pool.submit(_with_errstate, np.geterr(), fn, bounds[i], bounds[i + 1])
+               for i in range(parts - 1)]
     try:
         fn(bounds[-2], bounds[-1])
     finally:
         for f in futures:
             f.result()
+
+
+def _with_errstate(err, fn, start, stop):
+    """``fn(start, stop)`` under the caller's floating-point error handling (``np.errstate``
+    is per thread)."""
+    with np.errstate(**err):
+        fn(start, stop)
 
 
 def _split_ok(args, size):
@@ -110,10 +118,18 @@ def ufunc(xp, f, *args):
     return out
 
 
-def blocks(xp, fn, out, *arrays):
+def add(a, b):
+    """``a + b`` (gradient accumulation), in blocks when both are NumPy arrays."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return ufunc(np, np.add, a, b)
+    return a + b
+
+
+def blocks(fn, out, *arrays, axis=None):
     """Call ``fn(out_block, *array_blocks)`` over blocks of the leading axis (whole arrays for
-    CuPy or small sizes); ``fn`` must treat rows independently."""
-    if xp is not np or out.ndim == 0 or out.size < MIN_PARALLEL or out.shape[0] < 2:
+    CuPy, small sizes or a reduction ``axis`` 0); ``fn`` must treat rows independently."""
+    if (type(out) is not np.ndarray or out.ndim == 0 or out.size < MIN_PARALLEL
+            or out.shape[0] < 2 or (axis is not None and axis % out.ndim == 0)):
         fn(out, *arrays)
         return out
     parallel_for(out.shape[0], lambda s, e: fn(out[s:e], *(a[s:e] for a in arrays)),
@@ -121,9 +137,9 @@ def blocks(xp, fn, out, *arrays):
     return out
 
 
-def copy(xp, a):
+def copy(a):
     """A C-contiguous copy of ``a`` (``a.copy()``), in blocks for large NumPy arrays."""
-    if xp is not np or a.size < MIN_PARALLEL or a.ndim == 0:
+    if type(a) is not np.ndarray or a.size < MIN_PARALLEL or a.ndim == 0:
         return a.copy()
     out = np.empty(a.shape, a.dtype)
     parallel_for(a.shape[0], lambda s, e: np.copyto(out[s:e], a[s:e]),
@@ -132,7 +148,8 @@ def copy(xp, a):
 
 
 def sum_all(x, dtype=None):
-    """``x.sum(dtype=dtype)`` of a large float array as per-block sums added in block order."""
+    """``x.sum(dtype=dtype)``; a large float array is summed as per-thread partial sums added
+    in order (as PyTorch's parallel reduction does), so the last bits may differ from NumPy's."""
     if type(x) is not np.ndarray or x.size < MIN_PARALLEL or x.dtype not in _FLOATS:
         return x.sum(dtype=dtype)
     flat = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)

@@ -1,6 +1,7 @@
 """Array-level helpers shared by the nn and loss op families."""
 import numpy as np
 
+from ..backends import parallel
 from ..tensor import Tensor
 
 
@@ -27,10 +28,27 @@ def softmax(xp, x, axis):
     x = opmath(x)
     if x.size == 0:
         return x.copy()
-    e = xp.asarray(x - x.max(axis=axis, keepdims=True))
-    xp.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
-    return e
+    return parallel.blocks(lambda out, xb: _softmax_into(xp, out, xb, axis), xp.empty_like(x), x,
+                           axis=axis)
+
+
+def _softmax_into(xp, out, x, axis):
+    xp.subtract(x, x.max(axis=axis, keepdims=True), out=out)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(xp, y, g, axis):
+    """Gradient of a softmax output ``y`` along ``axis``: ``y * (g - sum(g * y))``, in opmath."""
+    y, g = opmath(y), opmath(g)
+    return parallel.blocks(lambda out, yb, gb: _softmax_grad_into(xp, out, yb, gb, axis),
+                           xp.empty(g.shape, y.dtype), y, g, axis=axis)
+
+
+def _softmax_grad_into(xp, out, y, g, axis):
+    xp.multiply(g, y, out=out)
+    xp.subtract(g, out.sum(axis=axis, keepdims=True), out=out)
+    out *= y
 
 
 def log_softmax(xp, x, axis):

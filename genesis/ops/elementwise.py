@@ -5,6 +5,7 @@ import ml_dtypes
 import numpy as np
 
 from .. import backends, dtypes
+from ..backends import parallel
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function, unbroadcast
 from ..device import as_device
@@ -74,7 +75,7 @@ class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
-        return a + b
+        return parallel.ufunc(ctx.xp, np.add, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -87,7 +88,7 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
-        return a - b
+        return parallel.ufunc(ctx.xp, np.subtract, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -100,14 +101,14 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a * b
+        return parallel.ufunc(ctx.xp, np.multiply, a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
-        return (unbroadcast(g * b, _shape(a)) if na else None,
-                unbroadcast(g * a, _shape(b)) if nb else None)
+        return (unbroadcast(parallel.ufunc(ctx.xp, np.multiply, g, b), _shape(a)) if na else None,
+                unbroadcast(parallel.ufunc(ctx.xp, np.multiply, g, a), _shape(b)) if nb else None)
 
 
 class Div(Function):
@@ -115,7 +116,7 @@ class Div(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return a / b
+            return parallel.ufunc(ctx.xp, np.divide, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -321,7 +322,8 @@ def _unary(name, fwd, grad, save="x", float_only=True, doc=""):
 
 _SQRT_PI_2 = 2.0 / math.sqrt(math.pi)
 
-exp = _unary("exp", lambda xp, x: xp.exp(x), lambda xp, x, y, g: g * y, save="y")
+exp = _unary("exp", lambda xp, x: parallel.ufunc(xp, np.exp, x),
+             lambda xp, x, y, g: parallel.ufunc(xp, np.multiply, g, y), save="y")
 exp2 = _unary("exp2", lambda xp, x: xp.exp2(x), lambda xp, x, y, g: g * y * math.log(2), save="y")
 expm1 = _unary("expm1", lambda xp, x: xp.expm1(x), lambda xp, x, y, g: g * (y + 1), save="y")
 log = _unary("log", lambda xp, x: xp.log(x), lambda xp, x, y, g: g / x)

@@ -21,7 +21,8 @@ from ._activations import gelu as _gelu, gelu_grad as _gelu_grad, sigmoid as _si
 from .elementwise import to_dtype
 from .linalg import _matmul
 from ._nn_common import (check_float as _check_float, log_softmax as _log_softmax, opmath,
-                         opmath_dtype, softmax as _softmax)
+                         opmath_dtype, softmax as _softmax,
+                         softmax_backward as _softmax_backward)
 from .loss import binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "silu", "gelu", "leaky_relu",
@@ -51,8 +52,7 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        y, gf = opmath(y), opmath(g)
-        return (y * (gf - (gf * y).sum(axis=ctx.axis, keepdims=True))).astype(g.dtype), None
+        return _softmax_backward(ctx.xp, y, g, ctx.axis).astype(g.dtype, copy=False), None
 
 
 class LogSoftmax(Function):

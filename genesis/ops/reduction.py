@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from .. import backends, dtypes
+from ..backends import parallel
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..tensor import Tensor, _wrap_dim
@@ -106,6 +107,8 @@ class Sum(Function):
         ctx.meta = (x.shape, axes, keepdim)
         acc = _acc(x.dtype)
         if acc is None:
+            if axes is None and not keepdim:
+                return parallel.sum_all(x)
             return x.sum(axis=axes, keepdims=keepdim)
         out = x.sum(axis=axes, keepdims=keepdim, dtype=acc)
         return out if x.dtype.kind in "biu" else out.astype(x.dtype)
