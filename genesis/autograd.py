@@ -352,7 +352,6 @@ class Function:
         ctx = FunctionCtx()
         tensor_cls = Tensor
         raw = []
-        needs = []
         nexts = []
         any_grad = False
         dev = None
@@ -366,19 +365,20 @@ class Function:
                 elif d is not dev and d != dev:
                     return cls.apply(*_cpu_scalars_to_gpu(cls, args, tensor_cls), **kwargs)
                 raw.append(a._array)
-                rg = a._requires_grad
-                needs.append(rg)
-                if rg:
+                if a._requires_grad:
                     any_grad = True
-                    nexts.append((a._grad_node(), a._output_nr))
+                    node = a.grad_fn
+                    nexts.append((node if node is not None else a._grad_node(), a._output_nr))
                 else:
                     nexts.append(None)
             else:
                 raw.append(a)
-                needs.append(False)
                 nexts.append(None)
         record = any_grad and _mode.enabled
-        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        if record:
+            ctx.needs_input_grad = tuple([n is not None for n in nexts])
+        else:
+            ctx.needs_input_grad = (False,) * len(args)
         try:
             if dev is None or dev.type == "cpu":
                 out = cls.forward(ctx, *raw, **kwargs)
@@ -409,14 +409,13 @@ class Function:
         if not record:
             if not multi and base is None:
                 return make(out, device=dev)
-            results = tuple(make(o, device=dev) for o in outs)
+            results = tuple([make(o, device=dev) for o in (out if multi else (out,))])
             if base is not None:
                 for i, r in enumerate(results):
                     _mark_view(r, base, replay, i if multi else None)
             return results if multi else results[0]
-        outs = tuple(o if type(o) is np.ndarray or hasattr(o, "__cuda_array_interface__")
-                     else ctx.xp.asarray(o) for o in outs)
-        node = Node(cls, ctx, tuple(nexts), tuple((o.shape, o.dtype) for o in outs))
+        outs = tuple([_as_output(ctx, o) for o in out]) if multi else (_as_output(ctx, out),)
+        node = Node(cls, ctx, tuple(nexts), tuple([(o.shape, o.dtype) for o in outs]))
         nondiff = ctx.non_differentiable
         results = []
         for i, o in enumerate(outs):
@@ -429,8 +428,14 @@ class Function:
                 _mark_view(t, base, replay, i if multi else None)
             results.append(t)
         if ctx.to_save:
-            _record_versions(ctx, args, results)
+            _record_versions(ctx, args, results, tensor_cls)
         return tuple(results) if multi else results[0]
+
+
+def _as_output(ctx, o):
+    """A forward output as an array of the op's array module (scalars wrapped)."""
+    return o if type(o) is np.ndarray or hasattr(o, "__cuda_array_interface__") \
+        else ctx.xp.asarray(o)
 
 
 def _cpu_scalars_to_gpu(cls, args, tensor_cls):
@@ -468,17 +473,23 @@ def _mark_view(view, base, replay, output_nr):
     view._view_version = base._version[0]
 
 
-def _record_versions(ctx, args, results):
-    """Remember the version of every saved array that belongs to an input or output tensor."""
-    tensor_cls = Tensor
-    owners = {id(t._array): t for t in args if isinstance(t, tensor_cls)}
-    for t in results:
-        owners.setdefault(id(t._array), t)
+def _record_versions(ctx, args, results, tensor_cls):
+    """Remember the version of every saved array that belongs to an input or output tensor
+    (the last input holding it, else the first output)."""
     versions = []
     for arr in ctx.to_save:
-        t = owners.get(id(arr))
-        if t is not None and t._array is arr:
-            versions.append((t._version, t._version[0], arr.shape, t.dtype))
+        owner = None
+        for t in reversed(args):
+            if isinstance(t, tensor_cls) and t._array is arr:
+                owner = t
+                break
+        else:
+            for t in results:
+                if t._array is arr:
+                    owner = t
+                    break
+        if owner is not None:
+            versions.append((owner._version, owner._version[0], arr.shape, owner.dtype))
     ctx._versions = versions
 
 

@@ -93,15 +93,20 @@ def ufunc(xp, f, *args):
     """``f(*args)`` for a NumPy ufunc ``f``, in blocks over the pool for large float arrays."""
     if xp is not np:
         return getattr(xp, f.__name__)(*args)
+    for a in args:
+        if type(a) is np.ndarray and a.size >= MIN_PARALLEL:
+            return _blocked_ufunc(f, args)
+    return f(*args)
+
+
+def _blocked_ufunc(f, args):
     arrays = [a for a in args if type(a) is np.ndarray]
-    if not arrays:
-        return f(*args)
-    shape = arrays[0].shape if len(arrays) == 1 else np.broadcast_shapes(*(a.shape for a in arrays))
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
     size = 1
     for s in shape:
         size *= s
     dt = _split_ok(args, size)
-    if dt is None or not shape:
+    if dt is None:
         return f(*args)
     out = np.empty(shape, dt)
     if all(a.shape == shape and a.flags.c_contiguous for a in arrays):

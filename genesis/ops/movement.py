@@ -55,18 +55,20 @@ def _varargs(args, op, what="shape"):
 
 def _infer_shape(shape, numel, op, in_shape):
     """Resolve one ``-1`` in ``shape`` and check it holds ``numel`` elements."""
-    unknown = [i for i, s in enumerate(shape) if s == -1]
-    if len(unknown) > 1:
+    shape = tuple(shape)
+    unknown = shape.count(-1)
+    if unknown > 1:
         raise RuntimeError(f"{op}: only one dimension can be inferred, got shape {list(shape)}")
-    if any(s < -1 for s in shape):
+    if min(shape, default=0) < -1:
         raise RuntimeError(f"{op}: invalid shape dimension in {list(shape)}")
-    known = math.prod(s for s in shape if s != -1)
+    known = -math.prod(shape) if unknown else math.prod(shape)
     if unknown:
         if known == 0:
             raise RuntimeError(f"{op}: cannot reshape a tensor of {numel} elements into shape "
                                f"{list(shape)}: the size of the -1 dimension is ambiguous")
         if numel % known == 0:
-            shape = tuple(numel // known if s == -1 else s for s in shape)
+            i = shape.index(-1)
+            shape = shape[:i] + (numel // known,) + shape[i + 1:]
             known = numel
     if known != numel:
         raise RuntimeError(f"{op}: shape {list(shape)} is invalid for input of shape "
@@ -97,7 +99,7 @@ class Reshape(Function):
 
 
 def _reshape(input, shape, op):
-    shape = _infer_shape(shape, input.numel(), op, input.shape)
+    shape = _infer_shape(shape, input._array.size, op, input._array.shape)
     return Reshape.apply(input, shape)
 
 
