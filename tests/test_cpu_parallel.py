@@ -75,14 +75,15 @@ def test_large_ops_forward_backward_match_torch(two_threads):
     np.testing.assert_allclose(gb.grad.numpy(), tb.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_softmax_blocks_equal_one_block(two_threads):
+@pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
+def test_softmax_blocks_equal_one_block(two_threads, fn):
     x = genesis.tensor(_big(6), requires_grad=True)
     g = _big(7)
-    y = F.softmax(x, dim=-1)
+    y = fn(x, dim=-1)
     y.backward(genesis.tensor(g))
     parallel.set_num_threads(1)
     x1 = genesis.tensor(x.detach().numpy(), requires_grad=True)
-    y1 = F.softmax(x1, dim=-1)
+    y1 = fn(x1, dim=-1)
     y1.backward(genesis.tensor(g))
     np.testing.assert_array_equal(y.detach().numpy(), y1.detach().numpy())
     np.testing.assert_array_equal(x.grad.numpy(), x1.grad.numpy())

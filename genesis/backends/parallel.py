@@ -24,8 +24,11 @@ _threads = [None]
 
 
 def num_threads():
-    """Threads the CPU helpers use (``set_num_threads``, else the BLAS thread count)."""
-    return _threads[0] or cpu.num_threads()
+    """Threads the CPU helpers use (``set_num_threads``, else the BLAS thread count at the
+    first call)."""
+    if _threads[0] is None:
+        _threads[0] = cpu.num_threads()
+    return _threads[0]
 
 
 def set_num_threads(n):

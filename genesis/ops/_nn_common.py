@@ -56,6 +56,10 @@ def log_softmax(xp, x, axis):
     x = opmath(x)
     if x.size == 0:
         return x.copy()
-    shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
-    return shifted
+    return parallel.blocks(lambda out, xb: _log_softmax_into(xp, out, xb, axis),
+                           xp.empty_like(x), x, axis=axis)
+
+
+def _log_softmax_into(xp, out, x, axis):
+    xp.subtract(x, x.max(axis=axis, keepdims=True), out=out)
+    out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))
