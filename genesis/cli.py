@@ -7,6 +7,7 @@ import sys
 from collections import namedtuple
 
 from . import chat
+from .bench import add_arguments as add_bench_arguments, main as run_bench
 from .commands import route, sparsify
 from .train.command import add_plot_arguments, add_train_arguments, run_plot, run_train
 from .train.compare import add_compare_arguments, run_compare
@@ -71,6 +72,8 @@ COMMANDS = {
                         sparsify.add_arguments, sparsify.main),
     "route": Command("write an HTML page of which experts a text wakes up",
                      route.add_arguments, route.main),
+    "bench": Command("time genesis against PyTorch on this machine (one table of ratios)",
+                     add_bench_arguments, run_bench),
 }
 
 

@@ -1,0 +1,51 @@
+"""`genesis bench`: the table it prints, its FLOP count and its argument errors."""
+import subprocess
+import sys
+
+import pytest
+
+from genesis import bench
+from genesis.cli import main
+
+
+def test_ops_and_large_rows_print_one_table_with_ratios():
+    lines = []
+    rows = bench.run(["ops", "large"], "quick", 1, out=lines.append)
+    assert [r[0].split(":")[-1].strip() for r in rows] == [
+        "add (4x4)", "mul (4x4)", "matmul (4x4)", "reshape (4x4)", "softmax (4x4)",
+        "add", "sum", "softmax"]
+    assert all(r[1] > 0 for r in rows)
+    table = lines[-1].splitlines()
+    assert table[0].split()[:4] == ["measure", "genesis", "PyTorch", "ratio"]
+    assert len(table) == 1 + len(rows)
+    if rows[0][2] is not None:
+        assert all(f"{g / t:.2f}" in line for (_, g, t, _, _), line in zip(rows, table[1:]))
+
+
+def test_train_step_flops_counts_the_active_matmuls():
+    config = bench._config("quick")
+    h, inter, layers, experts, heads, kv_heads, vocab, batch, seq = bench.SIZES["quick"]
+    kv = kv_heads * h // heads
+    params = layers * (2 * h * h + 2 * h * kv + 2 * 3 * h * inter + h * experts) + h * vocab
+    tokens = batch * seq
+    expected = 3 * (2 * params * tokens + layers * 4 * seq * h * tokens)
+    assert bench.train_step_flops(config, batch, seq) == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--only", "ops,warp"], "unknown benchmark(s) warp"),
+    (["bench", "--repeat", "0"], "argument --repeat: expected a finite integer >= 1, got 0"),
+    (["bench", "--threads", "x"], "argument --threads: expected an integer, got 'x'"),
+])
+def test_bad_bench_arguments_give_one_line_error(argv, message):
+    proc = subprocess.run([sys.executable, "-m", "genesis", *argv], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bench_command_runs_a_subset(capsys):
+    assert main(["bench", "--quick", "--repeat", "1", "--only", "large"]) == 0
+    out = capsys.readouterr().out
+    assert "512x512 fwd+bwd: softmax" in out and "load average" in out
