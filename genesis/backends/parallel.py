@@ -2,8 +2,8 @@
 elementwise work and row-wise reductions split into blocks run on every core.
 
 Every helper but ``sum_all`` computes exactly what the single NumPy call computes (the same
-operations on the same elements, block by block); arrays below ``MIN_PARALLEL`` elements, CuPy arrays and calls
-made from a pool thread run in the calling thread.
+operations on the same elements, block by block); arrays below ``MIN_PARALLEL`` elements,
+CuPy arrays and calls made from a pool thread run in the calling thread.
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor

@@ -16,7 +16,8 @@ BLOCK = 1 << 15  # elements per block: a block of every array of one update fits
 
 
 def _run(xp, kernel, arrays, n_scratch, dtype, hyper):
-    """Run ``kernel(xp, *arrays, *scratch, *hyper)`` over blocks (whole arrays if not flat NumPy)."""
+    """Run ``kernel(xp, *arrays, *scratch, *hyper)`` over blocks (whole arrays unless every
+    array is a C-contiguous NumPy array)."""
     if xp is not np or not all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays):
         kernel(xp, *arrays, *(xp.empty(arrays[0].shape, dtype) for _ in range(n_scratch)), *hyper)
         return
