@@ -49,3 +49,21 @@ def test_bench_command_runs_a_subset(capsys):
     assert main(["bench", "--quick", "--repeat", "1", "--only", "large"]) == 0
     out = capsys.readouterr().out
     assert "512x512 fwd+bwd: softmax" in out and "load average" in out
+
+
+def test_moe_vs_dense_sweep_prints_break_even_and_plots(tmp_path, capsys):
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "moe_vs_dense.py")
+    spec = importlib.util.spec_from_file_location("moe_vs_dense", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    png = tmp_path / "moe.png"
+    rows = script.main(["--hidden", "16", "--expert-intermediate", "8", "--experts", "4,8",
+                        "--tokens", "8", "--repeat", "1", "--plot", str(png)])
+    assert [(r[1], r[2]) for r in rows] == [(4, "infer"), (4, "train"), (8, "infer"),
+                                            (8, "train")]
+    assert all(r[7] == 2 / r[1] and abs(r[8] - r[6] / r[3]) < 1e-12 for r in rows)
+    out = capsys.readouterr().out
+    assert "8 tokens, train: measured from" in out
+    assert png.stat().st_size > 0
