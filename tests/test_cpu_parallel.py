@@ -101,3 +101,29 @@ def test_blocks_follow_the_callers_floating_point_error_state(two_threads):
         with np.errstate(divide="ignore", invalid="ignore"):
             out = parallel.ufunc(np, np.divide, a, zeros)
     assert np.isinf(out).sum() == a.size - (a == 0).sum()
+
+
+def test_concurrent_callers_and_nested_calls_get_correct_results(two_threads):
+    import threading
+    a, b = _big(9), _big(10)
+    expected = np.exp(a) * b
+    results = [None] * 4
+
+    def work(i):
+        results[i] = parallel.ufunc(np, np.multiply, parallel.ufunc(np, np.exp, a), b)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+    nested = np.zeros(a.shape[0])
+
+    def outer(s, e):
+        for i in range(s, e):
+            nested[i] = parallel.sum_all(np.broadcast_to(a[i], (300, a.shape[1])))
+
+    parallel.parallel_for(a.shape[0], outer, grain=1)
+    np.testing.assert_allclose(nested, a.sum(axis=1, dtype=np.float64) * 300, rtol=1e-4)

@@ -5,8 +5,8 @@ Every helper but ``sum_all`` computes exactly what the single NumPy call compute
 operations on the same elements, block by block); arrays below ``MIN_PARALLEL`` elements,
 CuPy arrays and calls made from a pool thread run in the calling thread.
 """
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -18,8 +18,6 @@ __all__ = ["MIN_PARALLEL", "num_threads", "set_num_threads", "parallel_for", "uf
 MIN_PARALLEL = 1 << 17
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _state = threading.local()
-_lock = threading.Lock()
-_pool = [None, None]  # (executor, its thread count)
 _threads = [None]
 
 
@@ -38,42 +36,78 @@ def set_num_threads(n):
     _threads[0] = n
 
 
-def _executor(n):
-    with _lock:
-        if _pool[0] is None or _pool[1] < n - 1:
-            _pool[0] = ThreadPoolExecutor(n - 1, thread_name_prefix="genesis-cpu",
-                                          initializer=_mark_worker)
-            _pool[1] = n - 1
-        return _pool[0]
+class _Worker:
+    """A daemon thread that runs one ``fn(start, stop)`` job per ``go`` release and releases
+    ``done`` when it finishes (a lock hand-off: cheaper than a queue and a future)."""
+
+    def __init__(self):
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.job = None
+        self.error = None
+        threading.Thread(target=self._loop, name="genesis-cpu", daemon=True).start()
+
+    def _loop(self):
+        _state.worker = True
+        while True:
+            self.go.acquire()
+            fn, err, start, stop = self.job
+            try:
+                with np.errstate(**err):
+                    fn(start, stop)
+            except BaseException as exc:  # handed to the caller, re-raised there
+                self.error = exc
+            self.job = None
+            self.done.release()
 
 
-def _mark_worker():
-    _state.worker = True
+_workers = []
+_busy = [threading.Lock()]
+
+
+def _reset_after_fork():
+    _workers.clear()
+    _busy[0] = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def parallel_for(n, fn, grain=MIN_PARALLEL, cost=1):
     """Call ``fn(start, stop)`` over a split of ``range(n)``, each part worth ``grain`` elements
-    at ``cost`` elements per index; the caller runs the last part and waits for the others."""
+    at ``cost`` elements per index; the caller runs the last part and waits for the others.
+    Runs inline when one part suffices, from a pool thread, or while another thread uses the
+    pool; the first exception of any part is raised."""
     parts = min(num_threads(), (n * cost) // grain, n)
-    if parts <= 1 or getattr(_state, "worker", False):
+    busy = _busy[0]
+    if parts <= 1 or getattr(_state, "worker", False) or not busy.acquire(blocking=False):
         fn(0, n)
         return
-    bounds = [n * i // parts for i in range(parts + 1)]
-    pool = _executor(parts)
-    futures = [pool.submit(_with_errstate, np.geterr(), fn, bounds[i], bounds[i + 1])
-               for i in range(parts - 1)]
     try:
-        fn(bounds[-2], bounds[-1])
+        while len(_workers) < parts - 1:
+            _workers.append(_Worker())
+        bounds = [n * i // parts for i in range(parts + 1)]
+        err = np.geterr()
+        used = _workers[:parts - 1]
+        for i, worker in enumerate(used):
+            worker.job = (fn, err, bounds[i], bounds[i + 1])
+            worker.go.release()
+        try:
+            fn(bounds[-2], bounds[-1])
+        finally:
+            errors = []
+            for worker in used:
+                worker.done.acquire()
+                if worker.error is not None:
+                    errors.append(worker.error)
+                    worker.error = None
+        if errors:
+            raise errors[0]
     finally:
-        for f in futures:
-            f.result()
-
-
-def _with_errstate(err, fn, start, stop):
-    """``fn(start, stop)`` under the caller's floating-point error handling (``np.errstate``
-    is per thread)."""
-    with np.errstate(**err):
-        fn(start, stop)
+        busy.release()
 
 
 def _split_ok(args, size):
