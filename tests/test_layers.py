@@ -24,8 +24,8 @@ LAYERS = [
     ("genesis._tensor_methods",),  # operators and helpers bound onto Tensor, above the ops
     ("genesis.nn", "genesis.optim", "genesis.utils", "genesis.serialization"),
     ("genesis.models",),
-    ("genesis.train", "genesis.chat", "genesis.dashboard", "genesis.commands", "genesis.cli",
-     "genesis.__main__"),
+    ("genesis.train", "genesis.chat", "genesis.dashboard", "genesis.commands", "genesis.bench",
+     "genesis.cli", "genesis.__main__"),
 ]
 
 
