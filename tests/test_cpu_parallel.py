@@ -8,7 +8,10 @@ from genesis.backends import parallel
 
 
 @pytest.fixture
-def two_threads():
+def two_threads(monkeypatch):
+    """Two threads, and thresholds low enough that the test arrays are split."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 1 << 15)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ROWS", 1 << 15)
     before = parallel.num_threads()
     parallel.set_num_threads(2)
     yield

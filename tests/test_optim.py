@@ -268,10 +268,12 @@ def test_float32_and_bfloat16_parameters_update_in_their_dtype():
     ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
     ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.5, maximize=True)),
 ])
-def test_blocked_multithreaded_update_of_a_large_parameter_matches_torch(cls, kwargs):
+def test_blocked_multithreaded_update_of_a_large_parameter_matches_torch(cls, kwargs,
+                                                                          monkeypatch):
     """A parameter spanning many blocks, updated by two threads, tracks PyTorch as tightly."""
     from genesis.backends import parallel
     from genesis.optim import _kernels
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 1 << 15)
     assert 300_001 > max(parallel.MIN_PARALLEL, 2 * _kernels.BLOCK)
     init = np.random.default_rng(3).standard_normal(300_001)
     before = parallel.num_threads()

@@ -12,10 +12,12 @@ import numpy as np
 
 from . import cpu
 
-__all__ = ["MIN_PARALLEL", "num_threads", "set_num_threads", "parallel_for", "ufunc", "add",
+__all__ = ["MIN_PARALLEL", "MIN_PARALLEL_ROWS", "num_threads", "set_num_threads", "parallel_for",
+           "ufunc", "add",
            "blocks", "copy", "sum_all"]
 
-MIN_PARALLEL = 1 << 17
+MIN_PARALLEL = 1 << 20  # elements: waking a pool thread costs tens of microseconds
+MIN_PARALLEL_ROWS = 1 << 18  # row-wise softmax work does several passes per element
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _state = threading.local()
 _threads = [None]
@@ -76,12 +78,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def parallel_for(n, fn, grain=MIN_PARALLEL, cost=1):
+def parallel_for(n, fn, grain=None, cost=1):
     """Call ``fn(start, stop)`` over a split of ``range(n)``, each part worth ``grain`` elements
     at ``cost`` elements per index; the caller runs the last part and waits for the others.
     Runs inline when one part suffices, from a pool thread, or while another thread uses the
     pool; the first exception of any part is raised."""
-    parts = min(num_threads(), (n * cost) // grain, n)
+    parts = min(num_threads(), (n * cost) // (grain or MIN_PARALLEL), n)
     busy = _busy[0]
     if parts <= 1 or getattr(_state, "worker", False) or not busy.acquire(blocking=False):
         fn(0, n)
@@ -170,12 +172,12 @@ def add(a, b):
 def blocks(fn, out, *arrays, axis=None):
     """Call ``fn(out_block, *array_blocks)`` over blocks of the leading axis (whole arrays for
     CuPy, small sizes or a reduction ``axis`` 0); ``fn`` must treat rows independently."""
-    if (type(out) is not np.ndarray or out.ndim == 0 or out.size < MIN_PARALLEL
+    if (type(out) is not np.ndarray or out.ndim == 0 or out.size < MIN_PARALLEL_ROWS
             or out.shape[0] < 2 or (axis is not None and axis % out.ndim == 0)):
         fn(out, *arrays)
         return out
     parallel_for(out.shape[0], lambda s, e: fn(out[s:e], *(a[s:e] for a in arrays)),
-                 cost=out.size // out.shape[0])
+                 grain=MIN_PARALLEL_ROWS, cost=out.size // out.shape[0])
     return out
 
 
