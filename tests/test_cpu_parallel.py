@@ -129,4 +129,7 @@ def test_concurrent_callers_and_nested_calls_get_correct_results(two_threads):
             nested[i] = parallel.sum_all(np.broadcast_to(a[i], (300, a.shape[1])))
 
     parallel.parallel_for(a.shape[0], outer, grain=1)
-    np.testing.assert_allclose(nested, a.sum(axis=1, dtype=np.float64) * 300, rtol=1e-4)
+    exact = a.sum(axis=1, dtype=np.float64) * 300
+    # float32 summation error is bounded relative to the sum of magnitudes (rows can cancel)
+    bound = 1e-5 * 300 * np.abs(a).sum(axis=1, dtype=np.float64)
+    assert np.all(np.abs(nested - exact) <= bound)

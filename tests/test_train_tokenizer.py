@@ -51,7 +51,7 @@ def test_byte_run_saves_a_tokenizer_autotokenizer_loads(inputs):
 
 
 def test_hf_run_saves_a_tokenizer_json_genesis_and_transformers_load(inputs):
-    from tokenizers import Tokenizer
+    Tokenizer = pytest.importorskip("tokenizers").Tokenizer   # the optional tokenizers extra
     source = _word_tokenizer(inputs)
     out = inputs / "run"
     assert main(train_argv(inputs, out, steps=4, extra=["--tokenizer", str(source)])) == 0
