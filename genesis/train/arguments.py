@@ -1,9 +1,10 @@
 """TrainingArguments: every option of a training run, validated when it is built."""
 import dataclasses
-import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Optional
+
+from ..models.transformers.configuration_moe import check_real
 
 __all__ = ["TrainingArguments"]
 
@@ -106,11 +107,4 @@ def _int(args, name, low):
 
 
 def _real(args, name, low, high, low_open=False):
-    value = getattr(args, name)
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
-        math.isfinite(value) and (value > low if low_open else value >= low) and \
-        (high is None or value <= high)
-    if not ok:
-        bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
-        raise ValueError(f"TrainingArguments: {name} must be a finite number in {bounds}, got "
-                         f"{value!r}")
+    check_real(args, name, low, high, low_open, owner="TrainingArguments")

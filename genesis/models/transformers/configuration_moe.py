@@ -243,9 +243,9 @@ class MoEConfig:
         _check_choice(self, "router_type", ROUTER_TYPES)
         _check_choice(self, "model_type", MODEL_TYPES)
         for name in ("rms_norm_eps", "rope_theta", "routed_scaling_factor"):
-            _check_real(self, name, 0.0, None, low_open=True)
+            check_real(self, name, 0.0, None, low_open=True)
         for name in ("router_aux_loss_coef", "router_z_loss_coef", "initializer_range"):
-            _check_real(self, name, 0.0, None)
+            check_real(self, name, 0.0, None)
         for name in ("attention_dropout", "router_jitter_noise"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or not 0 <= value < 1:
@@ -285,17 +285,17 @@ class MoEConfig:
                 "Its load control is the cost potential stepped by genesis_eta_cost (default "
                 "0.05): drop genesis_lambda_cost (and retrain a v1 checkpoint) "
                 "- see docs/genesis_routing.md")
-        _check_real(self, "genesis_threshold", 0.0, 1.0, low_open=True)
-        _check_real(self, "genesis_tau", 0.0, None, low_open=True)
-        _check_real(self, "genesis_split_ratio", 0.0, None, low_open=True)
+        check_real(self, "genesis_threshold", 0.0, 1.0, low_open=True)
+        check_real(self, "genesis_tau", 0.0, None, low_open=True)
+        check_real(self, "genesis_split_ratio", 0.0, None, low_open=True)
         for name in ("genesis_beta_bind", "genesis_eta_cost", "genesis_lambda_entropy",
                      "genesis_split_delta", "genesis_split_noise"):
-            _check_real(self, name, 0.0, None)
+            check_real(self, name, 0.0, None)
         if not isinstance(self.genesis_renormalize, bool):
             raise ValueError(f"MoEConfig: genesis_renormalize must be True or False, got "
                              f"{self.genesis_renormalize!r}")
         for name in ("genesis_eta_centroid", "genesis_eta_load"):
-            _check_real(self, name, 0.0, 1.0)
+            check_real(self, name, 0.0, 1.0)
         _check_int(self, "genesis_max_new_experts", 0)
         _check_int(self, "genesis_mitosis_interval", 1)
         if self.router_type == "genesis" and self.model_type != "genesis_moe":
@@ -569,16 +569,17 @@ def _check_int(config, name, low):
         raise ValueError(f"MoEConfig: {name} must be an int >= {low}, got {value!r}")
 
 
-def _check_real(config, name, low, high, low_open=False):
-    """A finite real number in ``[low, high]`` (``(low, high]`` when ``low_open``; no upper
-    bound when ``high`` is None), else ``ValueError`` naming the field."""
+def check_real(config, name, low, high, low_open=False, owner="MoEConfig"):
+    """``config.name`` is a finite real number in ``[low, high]`` (``(low, high]`` when
+    ``low_open``; no upper bound when ``high`` is None), else ``ValueError`` naming
+    ``owner`` and the field."""
     value = getattr(config, name)
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
         math.isfinite(value) and (value > low if low_open else value >= low) and \
         (high is None or value <= high)
     if not ok:
         bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
-        raise ValueError(f"MoEConfig: {name} must be a finite number in {bounds}, "
+        raise ValueError(f"{owner}: {name} must be a finite number in {bounds}, "
                          f"got {value!r}")
 
 
