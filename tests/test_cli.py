@@ -7,29 +7,13 @@ import sys
 import pytest
 
 from genesis.cli import build_parser, main
-from tests.train_fixtures import interrupt_at_step
-
-TINY = {"model_type": "genesis_moe", "vocab_size": 256, "hidden_size": 32,
-        "intermediate_size": 64, "moe_intermediate_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
-        "num_experts_per_tok": 2, "max_position_embeddings": 64, "tie_word_embeddings": True}
-
-TEXT = ("genesis trains mixture of experts language models on plain text. " * 40 +
-        "Experts specialise; the router learns which expert reads which token. " * 40)
+from tests.train_fixtures import TEXT, TINY, interrupt_at_step, write_inputs
+from tests.train_fixtures import train_argv as _train_argv
 
 
 @pytest.fixture()
 def run_dir(tmp_path):
-    (tmp_path / "corpus.txt").write_text(TEXT)
-    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
-    return tmp_path
-
-
-def _train_argv(run_dir, out, steps=8, extra=()):
-    return ["train", "--config", str(run_dir / "tiny.json"), "--data", str(run_dir / "corpus.txt"),
-            "--steps", str(steps), "--batch-size", "4", "--seq-len", "16", "--eval-every", "4",
-            "--save-every", "4", "--eval-windows", "4", "--out", str(out), "--sample-tokens", "8",
-            "--quiet", *extra]
+    return write_inputs(tmp_path)
 
 
 def _losses(out):
