@@ -2,6 +2,8 @@
 needs it: the sigmoid family, GELU (exact and tanh) and ReLU, each with its derivative."""
 import math
 
+import numpy as np
+
 from ._special import erf
 
 __all__ = ["sigmoid", "silu", "silu_grad", "gelu", "gelu_grad", "act_and_grad", "ACTIVATIONS"]
@@ -12,23 +14,49 @@ GELU_TANH_COEF = 0.044715                   # GELU tanh approximation: cubic coe
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+# PyTorch's kernels raise no floating-point warnings: exp(-x) overflowing to inf for very
+# negative x is the formula's normal way to reach the limit 0, and inf inputs give inf * 0 = NaN
+# in silu exactly as PyTorch's formula does.
+_QUIET = {"over": "ignore", "under": "ignore", "invalid": "ignore"}
+
+
+def _sigmoid(xp, x):
+    """``1 / (1 + exp(-x))`` in four passes over one fresh array (half types via float32)."""
+    work = x.dtype if x.dtype.itemsize >= 4 else np.float32
+    r = xp.empty(x.shape, work)
+    xp.negative(x, out=r)
+    xp.exp(r, out=r)
+    r += 1
+    xp.divide(1, r, out=r)    # a SIMD loop in NumPy, unlike np.reciprocal
+    return r if work == x.dtype else r.astype(x.dtype)
+
+
 def sigmoid(xp, x):
-    """``1 / (1 + exp(-x))`` without overflow: only ``exp(-|x|)`` is ever computed."""
-    ez = xp.exp(-xp.abs(x))
-    r = 1 / (1 + ez)
-    return xp.where(x >= 0, r, ez * r)
+    """``1 / (1 + exp(-x))``, PyTorch's formula and branch-free: ``exp(-x)`` overflowing to inf
+    gives the exact limit 0. Half types are computed in float32 (their ``exp`` overflows early)
+    and rounded once, as PyTorch does."""
+    with np.errstate(**_QUIET):
+        return _sigmoid(xp, x)
 
 
 def silu(xp, x):
     """``x * sigmoid(x)``."""
-    return x * sigmoid(xp, x)
+    with np.errstate(**_QUIET):
+        s = _sigmoid(xp, x)
+        s *= x
+    return s
 
 
 def silu_grad(xp, x, s=None):
     """``d silu / dx = s (1 + x (1 - s))`` with ``s = sigmoid(x)`` (pass ``s`` if known)."""
-    if s is None:
-        s = sigmoid(xp, x)
-    return s * (1 + x * (1 - s))
+    with np.errstate(**_QUIET):
+        if s is None:
+            s = _sigmoid(xp, x)
+        d = 1 - s
+        d *= x
+        d += 1
+        d *= s
+    return d
 
 
 def _gelu_tanh_inner(xp, x):
@@ -59,8 +87,15 @@ ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "gelu": "gelu",
 def act_and_grad(xp, name, x, need_grad):
     """``act(x)`` and (when ``need_grad``) ``act'(x)`` for a name of ``ACTIVATIONS``' values."""
     if name == "silu":
-        s = sigmoid(xp, x)
-        return x * s, (silu_grad(xp, x, s) if need_grad else None)
+        with np.errstate(**_QUIET):
+            s = _sigmoid(xp, x)
+            act = x * s
+            if not need_grad:
+                return act, None
+            d = 1 - s        # silu' = s (1 + x (1 - s)) = s + act (1 - s): three passes
+            d *= act
+            d += s
+        return act, d
     if name == "relu":
         pos = x > 0
         return x * pos, (pos.astype(x.dtype) if need_grad else None)

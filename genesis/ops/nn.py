@@ -16,8 +16,8 @@ from .._broadcast import broadcast_shapes, check_broadcast_to
 from ..autograd import Function, unbroadcast
 from ..random import device_rng
 from ..tensor import Tensor, _wrap_dim
-from ._activations import gelu as _gelu, gelu_grad as _gelu_grad, sigmoid as _sigmoid, \
-    silu_grad as _silu_grad
+from ._activations import act_and_grad as _act_and_grad, gelu as _gelu, gelu_grad as _gelu_grad, \
+    sigmoid as _sigmoid, silu as _silu, silu_grad as _silu_grad
 from .elementwise import to_dtype
 from .linalg import _matmul
 from ._nn_common import (check_float as _check_float, log_softmax as _log_softmax, opmath,
@@ -97,12 +97,14 @@ class Silu(Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return x * _sigmoid(ctx.xp, x)
+        return _silu(ctx.xp, x)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * _silu_grad(ctx.xp, x)
+        d = _silu_grad(ctx.xp, x)
+        d *= g
+        return d
 
 
 class SiluAndMul(Function):
@@ -117,7 +119,11 @@ class SiluAndMul(Function):
         if ctx.fused:
             return _triton.kernels("swiglu").forward(xp, xp.ascontiguousarray(gate),
                                                      xp.ascontiguousarray(up))
-        return gate * _sigmoid(xp, gate) * up
+        act = _silu(xp, gate)
+        if act.shape != up.shape:
+            return act * up
+        act *= up
+        return act
 
     @staticmethod
     def backward(ctx, g):
@@ -126,10 +132,10 @@ class SiluAndMul(Function):
             xp = ctx.xp
             return _triton.kernels("swiglu").backward(xp, g, xp.ascontiguousarray(gate),
                                                       xp.ascontiguousarray(up))
-        s = _sigmoid(ctx.xp, gate)
+        act, dact = _act_and_grad(ctx.xp, "silu", gate, True)
         ng, nu = ctx.needs_input_grad
-        return (unbroadcast(g * up * _silu_grad(ctx.xp, gate, s), gate.shape) if ng else None,
-                unbroadcast(g * gate * s, up.shape) if nu else None)
+        return (unbroadcast(g * up * dact, gate.shape) if ng else None,
+                unbroadcast(g * act, up.shape) if nu else None)
 
 
 class Gelu(Function):
@@ -146,18 +152,29 @@ class Gelu(Function):
         return (g * d).astype(g.dtype, copy=False), None
 
 
+def _leaky_select(xp, a, pos, slope):
+    """``a`` where ``pos``, else ``a * slope`` (PyTorch's leaky_relu select, NaN and signed
+    zeros included) as a multiply by ``[slope, 1][pos]``: a select with a data-dependent mask
+    mispredicts branches on NumPy, a table lookup does not."""
+    out = xp.empty(a.shape, a.dtype)
+    xp.take(xp.asarray([slope, 1], dtype=a.dtype), xp.asarray(pos).view(xp.uint8), out=out)
+    with np.errstate(invalid="ignore"):    # slope 0 times -inf is NaN, silently as in PyTorch
+        out *= a
+    return out
+
+
 class LeakyRelu(Function):
     @staticmethod
     def forward(ctx, x, slope):
         pos = x > 0
         ctx.save_for_backward(pos)
         ctx.slope = slope
-        return ctx.xp.where(pos, x, x * slope).astype(x.dtype, copy=False)
+        return _leaky_select(ctx.xp, x, pos, slope)
 
     @staticmethod
     def backward(ctx, g):
         (pos,) = ctx.saved_tensors
-        return ctx.xp.where(pos, g, g * ctx.slope).astype(g.dtype, copy=False), None
+        return _leaky_select(ctx.xp, g, pos, ctx.slope), None
 
 
 class Softplus(Function):
@@ -460,10 +477,17 @@ def _keep_mask(ctx, shape, p):
 
 
 def _apply_keep(xp, a, keep, p):
-    """``a`` with the dropout mask applied: survivors scaled by ``1 / (1 - p)``, all 0 at p=1."""
+    """``a * keep * scale`` with PyTorch's CPU dropout scale ``1 / (1 - p)`` in ``a``'s opmath
+    dtype (0 at p=1): dropped NaN or inf stay NaN as in PyTorch; no data-dependent branch."""
     if keep is None:
         return a
-    return xp.where(keep, a * (0.0 if p == 1 else 1.0 / (1.0 - p)), 0).astype(a.dtype, copy=False)
+    ct = opmath_dtype(a.dtype).type
+    scale = a.dtype.type(0 if p == 1 else ct(1) / ct(1.0 - p))
+    out = xp.empty(a.shape, a.dtype)
+    with np.errstate(invalid="ignore"):    # a dropped inf becomes NaN, silently as in PyTorch
+        xp.multiply(a, keep, out=out)
+        out *= scale
+    return out
 
 
 class Dropout(Function):
