@@ -14,7 +14,7 @@ from . import cpu
 
 __all__ = ["MIN_PARALLEL", "MIN_PARALLEL_ROWS", "num_threads", "set_num_threads", "parallel_for",
            "ufunc", "add",
-           "blocks", "copy", "sum_all"]
+           "blocks", "copy", "row_sum", "sum_all"]
 
 MIN_PARALLEL = 1 << 20  # elements: waking a pool thread costs tens of microseconds
 MIN_PARALLEL_ROWS = 1 << 18  # row-wise softmax work does several passes per element
@@ -191,19 +191,71 @@ def copy(a):
     return out
 
 
+# Fast float sums. NumPy's float32 add.reduce runs about 0.13 ns per element (33 us on
+# 512x512) and pays ~70 ns per row along the last axis; np.einsum's contiguous sum loop is
+# SIMD and 3x faster. Its lanes add sequentially, so rows are summed in blocks of
+# _SUM_BLOCK elements whose sums are added pairwise. Error, as max |sum - exact| / sum|x| over
+# float32 rows of 512 to 100000 randn, uniform and exp(randn) values: within 2.6 eps (NumPy's
+# pairwise sum: 1.5 eps, torch.sum: 1.8 eps); the whole-array sum (rows of 256): 0.64 eps, as
+# NumPy's. Unlike a BLAS gemv against ones, einsum sums a row the same way wherever it lies
+# (any block, any alignment), so blocked softmax stays bit-identical to one call.
+_FAST_SUM_MIN = 4096       # elements: below this the plain reduction's call is cheaper
+_FAST_ROW_MIN = 16         # rows shorter than this: add.reduce (einsum costs +0.5 us a call)
+_SUM_BLOCK = 1024
+_FLAT_ROW = 256
+
+
+def _rows_sum(rows):
+    """Sums of the rows of a 2-D float array with contiguous rows (einsum, blocked)."""
+    c = rows.shape[1]
+    if c <= 2 * _SUM_BLOCK:
+        return np.einsum("ij->i", rows)
+    m = c // _SUM_BLOCK
+    head = rows[:, :m * _SUM_BLOCK].reshape(rows.shape[0], m, _SUM_BLOCK)
+    total = np.add.reduce(np.einsum("ijk->ij", head), axis=1)
+    if m * _SUM_BLOCK < c:
+        total += np.einsum("ij->i", rows[:, m * _SUM_BLOCK:])
+    return total
+
+
+def row_sum(a):
+    """``a.sum(axis=-1, keepdims=True)``; C-contiguous NumPy float32/float64 arrays with rows of
+    ``_FAST_ROW_MIN`` elements or more take the fast einsum path described above (chosen by the
+    row length alone, so a row's sum never depends on how many rows come with it)."""
+    if type(a) is not np.ndarray or a.ndim == 0 or a.shape[-1] < _FAST_ROW_MIN \
+            or a.dtype not in _FLOATS or not a.flags.c_contiguous:
+        return np.add.reduce(a, axis=-1, keepdims=True) if type(a) is np.ndarray \
+            else a.sum(axis=-1, keepdims=True)
+    c = a.shape[-1]
+    return _rows_sum(a.reshape(-1, c)).reshape(a.shape[:-1] + (1,))
+
+
+def _flat_sum(flat):
+    """Sum of a contiguous 1-D float array: rows of ``_FLAT_ROW`` added pairwise, + the tail."""
+    n = flat.size
+    head = n - n % _FLAT_ROW
+    total = np.add.reduce(np.einsum("ij->i", flat[:head].reshape(-1, _FLAT_ROW)))
+    return total + flat[head:].sum() if head < n else total
+
+
 def sum_all(x, dtype=None):
-    """``x.sum(dtype=dtype)``; a large float array is summed as per-thread partial sums added
-    in order (as PyTorch's parallel reduction does), so the last bits may differ from NumPy's."""
-    if type(x) is not np.ndarray or x.size < MIN_PARALLEL or x.dtype not in _FLOATS:
+    """``x.sum(dtype=dtype)``; float arrays take the fast path above, a large one as
+    per-thread partial sums added in order (as PyTorch's parallel reduction does), so the last
+    bits may differ from NumPy's."""
+    if type(x) is not np.ndarray or x.size < _FAST_SUM_MIN or x.dtype not in _FLOATS \
+            or (dtype is not None and np.dtype(dtype) != x.dtype) \
+            or (x.size < MIN_PARALLEL and not x.flags.c_contiguous):
         return x.sum(dtype=dtype)
     flat = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
     parts = max(1, min(num_threads(), x.size // MIN_PARALLEL))
-    partial = np.zeros(parts, dtype or x.dtype)
+    if parts == 1:
+        return _flat_sum(flat)
+    partial = np.zeros(parts, x.dtype)
     n = flat.size
 
     def run(s, e):
         for i in range(s, e):
-            partial[i] = flat[n * i // parts:n * (i + 1) // parts].sum(dtype=dtype)
+            partial[i] = _flat_sum(flat[n * i // parts:n * (i + 1) // parts])
 
     parallel_for(parts, run, grain=1)
     return partial.sum()

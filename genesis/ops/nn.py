@@ -20,7 +20,8 @@ from ._activations import act_and_grad as _act_and_grad, gelu as _gelu, gelu_gra
     sigmoid as _sigmoid, silu as _silu, silu_grad as _silu_grad
 from .elementwise import to_dtype
 from .linalg import _matmul
-from ._nn_common import (check_float as _check_float, log_softmax as _log_softmax, opmath,
+from ._nn_common import (check_float as _check_float, log_softmax as _log_softmax,
+                         log_softmax_backward as _log_softmax_backward, opmath,
                          opmath_dtype, softmax as _softmax,
                          softmax_backward as _softmax_backward)
 from .loss import binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss
@@ -66,9 +67,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        gf = opmath(g)
-        gx = gf - ctx.xp.exp(opmath(y)) * gf.sum(axis=ctx.axis, keepdims=True)
-        return gx.astype(g.dtype, copy=False), None
+        return _log_softmax_backward(ctx.xp, y, g, ctx.axis).astype(g.dtype, copy=False), None
 
 
 def _softmax_input(op, input, dtype):
