@@ -11,6 +11,7 @@ from .. import dtypes
 from ..amp.autocast_mode import autocast_op
 from .._broadcast import broadcast_shapes, check_broadcast_to
 from ..autograd import Function, is_grad_enabled, unbroadcast
+from ..backends import parallel
 from ..backends import triton as _triton
 from ..tensor import Tensor
 from ._nn_common import check_float as _check_float, log_softmax as _log_softmax, opmath
@@ -90,6 +91,16 @@ def _class_targets(xp, t, weight, ignore_index, n_classes, dtype, op):
     return safe, valid, w_t.astype(dtype, copy=False)
 
 
+def _scaled_exp(xp, logp, scale):
+    """``exp(logp) * scale`` for a per-row ``scale`` of shape (rows, 1): one buffer, two passes,
+    over the thread pool for large arrays."""
+    def run(out, lb, sb):
+        xp.exp(lb, out=out)
+        out *= sb
+    return parallel.blocks(run, xp.empty(logp.shape, logp.dtype), logp,
+                           xp.broadcast_to(scale, (logp.shape[0], 1)))
+
+
 class CrossEntropy(Function):
     """log_softmax + negative log-likelihood (+ label smoothing) over the class axis 1.
 
@@ -147,10 +158,10 @@ class CrossEntropy(Function):
         x_shape, t_shape, reduction, smoothing, probs, denom = ctx.meta
         n_rows, n_classes = logp.shape
         gl = _expand_grad(xp, g, (n_rows,), reduction, denom).reshape(n_rows, 1)
-        p = xp.exp(logp)
         w_row = 1 if weight is None else weight[None, :]
         gt = None
         if probs:
+            p = xp.exp(logp)
             coef = _rows(xp, target)
             if smoothing:
                 coef = coef * (1 - smoothing) + smoothing / n_classes
@@ -164,8 +175,7 @@ class CrossEntropy(Function):
             if smoothing:
                 w_sum = n_classes if weight is None else weight.sum()
                 rowsum = rowsum + (smoothing / n_classes) * w_sum * valid.astype(w_t.dtype)
-            gx = p
-            gx *= gl * rowsum[:, None]
+            gx = _scaled_exp(xp, logp, gl * rowsum[:, None])
             if smoothing:
                 gx = gx - (smoothing / n_classes) * (gl * valid[:, None]) * w_row
             idx = xp.arange(n_rows)
