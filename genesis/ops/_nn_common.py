@@ -30,6 +30,13 @@ def _row_sum(xp, a, axis):
     return a.sum(axis=axis, keepdims=True)
 
 
+def mean_over(xp, a, axes):
+    """``a.mean(axis=axes, keepdims=True)``; one trailing axis goes through the fast row sum."""
+    if len(axes) == 1 and axes[0] == a.ndim - 1:
+        return _row_sum(xp, a, axes[0]) / a.shape[-1]
+    return a.mean(axis=axes, keepdims=True)
+
+
 def _run(fn, out, *arrays, axis):
     """``fn(out, *arrays)`` inline for small NumPy arrays, else over ``parallel.blocks``."""
     if type(out) is np.ndarray and out.size < parallel.MIN_PARALLEL_ROWS:

@@ -21,7 +21,8 @@ from ._activations import act_and_grad as _act_and_grad, gelu as _gelu, gelu_gra
 from .elementwise import to_dtype
 from .linalg import _matmul
 from ._nn_common import (check_float as _check_float, log_softmax as _log_softmax,
-                         log_softmax_backward as _log_softmax_backward, opmath,
+                         log_softmax_backward as _log_softmax_backward,
+                         mean_over as _mean_over, opmath,
                          opmath_dtype, softmax as _softmax,
                          softmax_backward as _softmax_backward)
 from .loss import binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss
@@ -259,7 +260,7 @@ class RMSNorm(Function):
             ctx.save_for_backward(x, weight, rstd)
             return y.reshape(x.shape)
         xf = x.astype(opmath_dtype(x.dtype), copy=False)
-        rstd = 1 / xp.sqrt((xf * xf).mean(axis=axes, keepdims=True) + eps)
+        rstd = 1 / xp.sqrt(_mean_over(xp, xf * xf, axes) + eps)
         ctx.save_for_backward(x, weight, rstd)
         ctx.axes = axes
         y = (xf * rstd).astype(x.dtype, copy=False)
@@ -287,7 +288,7 @@ class RMSNorm(Function):
             gf = gf * weight.astype(cd, copy=False)
         gx = None
         if ctx.needs_input_grad[0]:
-            gx = rstd * (gf - xhat * (gf * xhat).mean(axis=axes, keepdims=True))
+            gx = rstd * (gf - xhat * _mean_over(ctx.xp, gf * xhat, axes))
             gx = gx.astype(x.dtype, copy=False)
         return gx, gw, None, None
 
@@ -297,9 +298,9 @@ class LayerNorm(Function):
     def forward(ctx, x, weight, bias, axes, eps):
         xp = ctx.xp
         xf = x.astype(opmath_dtype(x.dtype), copy=False)
-        mean = xf.mean(axis=axes, keepdims=True)
+        mean = _mean_over(xp, xf, axes)
         centered = xf - mean
-        rstd = 1 / xp.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+        rstd = 1 / xp.sqrt(_mean_over(xp, centered * centered, axes) + eps)
         y = centered * rstd
         if weight is not None:
             y = y * weight
@@ -323,8 +324,8 @@ class LayerNorm(Function):
         gx = None
         if nx:
             gh = gf if weight is None else gf * weight.astype(cd, copy=False)
-            gx = rstd * (gh - gh.mean(axis=axes, keepdims=True)
-                         - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+            gx = rstd * (gh - _mean_over(ctx.xp, gh, axes)
+                         - xhat * _mean_over(ctx.xp, gh * xhat, axes))
             gx = gx.astype(x.dtype, copy=False)
         return gx, gw, gb, None, None
 

@@ -101,15 +101,24 @@ def _check_nonempty(input, axes, op):
 
 
 # --------------------------------------------------------------------------- sum / mean / prod
+def _float_sum(x, axes, keepdim):
+    """``x.sum(axis=axes, keepdims=keepdim)`` for a float32/float64 array, through the fast
+    float sums of ``parallel`` for a whole-array sum or a sum over the last axis."""
+    if axes is None and not keepdim:
+        return parallel.sum_all(x)
+    if axes is not None and len(axes) == 1 and axes[0] == x.ndim - 1 and x.ndim > 1:
+        out = parallel.row_sum(x)
+        return out if keepdim else out.reshape(x.shape[:-1])
+    return x.sum(axis=axes, keepdims=keepdim)
+
+
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.meta = (x.shape, axes, keepdim)
         acc = _acc(x.dtype)
         if acc is None:
-            if axes is None and not keepdim:
-                return parallel.sum_all(x)
-            return x.sum(axis=axes, keepdims=keepdim)
+            return _float_sum(x, axes, keepdim)
         out = x.sum(axis=axes, keepdims=keepdim, dtype=acc)
         return out if x.dtype.kind in "biu" else out.astype(x.dtype)
 
@@ -133,8 +142,10 @@ class Mean(Function):
     def forward(ctx, x, axes, keepdim):
         ctx.meta = (x.shape, axes, keepdim)
         ctx.n = _count(x.shape, axes)
+        acc = _acc(x.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = x.sum(axis=axes, keepdims=keepdim, dtype=_acc(x.dtype)) / ctx.n
+            out = (_float_sum(x, axes, keepdim) if acc is None else
+                   x.sum(axis=axes, keepdims=keepdim, dtype=acc)) / ctx.n
         return out.astype(x.dtype, copy=False)
 
     @staticmethod
