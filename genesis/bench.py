@@ -180,22 +180,26 @@ def bench_ops(torch, repeat, names=("add", "mul", "matmul", "reshape", "softmax"
     return rows
 
 
-def bench_large(torch, repeat, n=512, names=("add", "sum", "softmax")):
-    """Rows: forward + backward of one op on n x n float32 tensors (``op(a, b).sum()``)."""
+def bench_large(torch, repeat, sizes=(512, 2048), names=("add", "sum", "softmax")):
+    """Rows: forward + backward of one op on n x n float32 tensors (``op(a, b).sum()``); at
+    2048x2048 the work is large enough for genesis' thread pool to pay off (its wake-up costs
+    tens of microseconds, about what a 512x512 elementwise op takes on one core)."""
     cases = _op_cases(torch)
-    (ga, gb), t_in = _inputs((n, n), torch)
     rows = []
 
     def step(f, a, b):
         a.grad = b.grad = None
         f(a, b).sum().backward()
 
-    for name in names:
-        g_fn, t_fn = cases[name]
-        t_call = (lambda f=t_fn: step(f, *t_in)) if torch else None
-        g, t = _pair(lambda f=g_fn: step(f, ga, gb), t_call, repeat, 20)
-        rows.append((f"{n}x{n} fwd+bwd: {name}", g * 1e6, None if t is None else t * 1e6,
-                     "us", 1.0))
+    for n in sizes:
+        (ga, gb), t_in = _inputs((n, n), torch)
+        number = max(1, 20 * 512 * 512 // (n * n))
+        for name in names:
+            g_fn, t_fn = cases[name]
+            t_call = (lambda f=t_fn: step(f, *t_in)) if torch else None
+            g, t = _pair(lambda f=g_fn: step(f, ga, gb), t_call, repeat, number)
+            rows.append((f"{n}x{n} fwd+bwd: {name}", g * 1e6, None if t is None else t * 1e6,
+                         "us", 1.0))
     return rows
 
 

@@ -13,7 +13,8 @@ def test_ops_and_large_rows_print_one_table_with_ratios():
     rows = bench.run(["ops", "large"], "quick", 1, out=lines.append)
     assert [r[0].split(":")[-1].strip() for r in rows] == [
         "add (4x4)", "mul (4x4)", "matmul (4x4)", "reshape (4x4)", "softmax (4x4)",
-        "add", "sum", "softmax"]
+        "add", "sum", "softmax", "add", "sum", "softmax"]
+    assert [r[0].split(" ")[0] for r in rows[5:]] == ["512x512"] * 3 + ["2048x2048"] * 3
     assert all(r[1] > 0 for r in rows)
     table = lines[-1].splitlines()
     assert table[0].split()[:4] == ["measure", "genesis", "PyTorch", "ratio"]

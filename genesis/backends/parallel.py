@@ -16,8 +16,16 @@ __all__ = ["MIN_PARALLEL", "MIN_PARALLEL_ROWS", "num_threads", "set_num_threads"
            "ufunc", "add",
            "blocks", "copy", "row_sum", "sum_all"]
 
-MIN_PARALLEL = 1 << 20  # elements: waking a pool thread costs tens of microseconds
-MIN_PARALLEL_ROWS = 1 << 18  # row-wise softmax work does several passes per element
+# Thresholds, from benchmarks/parallel_thresholds.py: splitting work of t ns per element over 2
+# threads pays from about 2 * wake-up / t elements. On the 2-core Firecracker VM the docs'
+# figures come from, idle: the pool's wake-up is ~70 us (a sleeping vCPU is woken through the
+# host), add runs at 0.11 ns/element (512x512: 30 us alone, 88 us split), exp at 0.33,
+# softmax forward at ~0.85 and its backward at ~0.4: break-even near 1.2M elements for
+# add-like ufuncs, 165k-330k for row-wise softmax work. Under load (other processes on the
+# cores) the wake-up drops to ~17 us but no split pays at all up to 1024x1024, as the second
+# core is busy: the thresholds sit at the idle break-even, not below it.
+MIN_PARALLEL = 1 << 20  # elements of a ufunc
+MIN_PARALLEL_ROWS = 1 << 18  # elements of row-wise softmax / log-softmax work
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _state = threading.local()
 _threads = [None]
