@@ -131,3 +131,17 @@ def test_dropout_scale_is_torch_float32_scale(p):
     survivors = np.unique(out[out != 0])
     want = torch.ones(1).div_(1 - p).numpy()      # PyTorch's noise: 1 / (1 - p) in float32
     np.testing.assert_array_equal(survivors, want)
+
+
+def test_float32_erf_matches_torch_with_signed_zero_inf_nan_and_no_warnings():
+    x = np.concatenate([np.linspace(-6, 6, 20001), [0.0, -0.0, 0.4999999, 0.5, -0.5, 1e-30,
+                                                    -1e-45, 10, -10, 1e30, -1e30, np.inf,
+                                                    -np.inf, np.nan]]).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = genesis.erf(genesis.tensor(x)).numpy()
+    want = torch.erf(torch.from_numpy(x)).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=2.5e-7)       # NaN where torch has NaN
+    np.testing.assert_array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0]))
+    assert got[np.isposinf(x)].tolist() == [1.0] and got[np.isneginf(x)].tolist() == [-1.0]

@@ -26,24 +26,46 @@ def erf(xp, x):
     return _erf_float64(x)
 
 
+# Maclaurin coefficients of erf(x) / x in powers of x^2, times 2/sqrt(pi), highest first
+_SERIES32 = tuple(np.float32(2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1)))
+                  for n in range(8, -1, -1))
+
+
 def _erf_float32(x):
-    """Taylor series below 0.5, Chebyshev erfc above: absolute error below 2e-7."""
+    """Taylor series below 0.5, Chebyshev erfc above: absolute error below 2e-7. Both branches
+    are computed on ``|x|`` in place (the series on ``min(|x|, 0.5)``, so it stays finite) and
+    blended with a 0/1 mask (exact: one term is multiplied by 0, the other by 1) instead of a
+    select on the data-dependent mask, which mispredicts branches; the sign is copied last."""
     work = x.astype(np.float32)
     z = np.abs(work)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = np.full_like(t, _ERFC_COEFFS[-1])
-    for c in _ERFC_COEFFS[-2::-1]:
-        poly = poly * t + np.float32(c)
-    large = np.sign(work) * (1.0 - t * np.exp(-z * z + poly))
-    with np.errstate(invalid="ignore", over="ignore"):
-        x2 = work * work
-        term = work.copy()
-        series = work.copy()
-        for n in range(1, 9):
-            term *= -x2 / n
-            series += term / (2 * n + 1)
-    series *= np.float32(2.0 / math.sqrt(math.pi))
-    return np.where(z < 0.5, series, large)
+    t = z * np.float32(0.5)
+    t += 1
+    np.divide(1, t, out=t)
+    large = t * np.float32(_ERFC_COEFFS[-1])
+    for c in _ERFC_COEFFS[-2:0:-1]:
+        large += np.float32(c)
+        large *= t
+    large += np.float32(_ERFC_COEFFS[0])
+    with np.errstate(over="ignore", under="ignore"):    # |x| > 1.8e19: exp(-inf) = 0, exact
+        arg = np.square(z)
+        np.subtract(large, arg, out=large)
+        np.exp(large, out=large)
+    large *= t
+    np.subtract(1, large, out=large)            # erf(|x|) for |x| >= 0.5
+    small = np.minimum(z, np.float32(0.5))
+    np.square(small, out=arg)
+    series = arg * _SERIES32[0]
+    for c in _SERIES32[1:-1]:
+        series += c
+        series *= arg
+    series += _SERIES32[-1]
+    series *= small                             # erf(|x|) for |x| < 0.5
+    keep = (z < 0.5).astype(np.float32)
+    series *= keep
+    np.subtract(1, keep, out=keep)
+    large *= keep
+    series += large
+    return np.copysign(series, work, out=series)
 
 
 def _erf_float64(x):
