@@ -63,20 +63,36 @@ def _gelu_tanh_inner(xp, x):
     return xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x))
 
 
+def _gelu_half(xp, x, approximate):
+    """``(1 + erf(x / sqrt 2)) / 2`` (the normal CDF) or ``(1 + tanh(...)) / 2``, and the tanh
+    (None for the exact formula). ``x * half`` is bit-identical to ``0.5 * x * (1 + ...)``:
+    halving is exact."""
+    t = _gelu_tanh_inner(xp, x) if approximate == "tanh" else None
+    h = t + 1 if t is not None else erf(xp, x / SQRT_2)
+    if t is None:
+        h += 1
+    h *= 0.5
+    return h, t
+
+
+def _gelu_grad_from(xp, x, h, t):
+    """``d gelu / dx`` given ``_gelu_half``'s results."""
+    if t is not None:
+        return h + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_TANH_COEF * x * x)
+    return h + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+
+
 def gelu(xp, x, approximate="none"):
     """``x * Phi(x)``; ``approximate="tanh"`` uses the tanh formula (``gelu_pytorch_tanh``)."""
-    if approximate == "tanh":
-        return 0.5 * x * (1 + _gelu_tanh_inner(xp, x))
-    return 0.5 * x * (1 + erf(xp, x / SQRT_2))
+    h, _ = _gelu_half(xp, x, approximate)
+    h *= x
+    return h
 
 
 def gelu_grad(xp, x, approximate="none"):
     """``d gelu / dx`` for either formula."""
-    if approximate == "tanh":
-        t = _gelu_tanh_inner(xp, x)
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * \
-            (1 + 3 * GELU_TANH_COEF * x * x)
-    return 0.5 * (1 + erf(xp, x / SQRT_2)) + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+    h, t = _gelu_half(xp, x, approximate)
+    return _gelu_grad_from(xp, x, h, t)
 
 
 # HF ``hidden_act`` names -> the activation computed
@@ -99,5 +115,5 @@ def act_and_grad(xp, name, x, need_grad):
     if name == "relu":
         pos = x > 0
         return x * pos, (pos.astype(x.dtype) if need_grad else None)
-    approximate = "tanh" if name == "gelu_tanh" else "none"
-    return gelu(xp, x, approximate), (gelu_grad(xp, x, approximate) if need_grad else None)
+    h, t = _gelu_half(xp, x, "tanh" if name == "gelu_tanh" else "none")   # one erf / tanh
+    return x * h, (_gelu_grad_from(xp, x, h, t) if need_grad else None)
