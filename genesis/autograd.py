@@ -9,15 +9,12 @@ import functools
 import inspect
 import threading
 
-import ml_dtypes
 import numpy as np
 
-from . import backends
+from . import backends, dtypes
 from ._broadcast import broadcast_error
 from .backends import parallel
 from .tensor import Tensor
-
-_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 __all__ = ["Function", "FunctionCtx", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled", "inference_mode", "grad", "backward", "unbroadcast",
@@ -179,11 +176,16 @@ def unbroadcast(grad, shape):
 
 
 class FunctionCtx:
-    """Per-call state shared by ``forward`` and ``backward``."""
+    """Per-call state shared by ``forward`` and ``backward``.
 
+    When the call is recorded the ctx is also its graph node (the outputs' ``grad_fn``), as in
+    PyTorch: one object per call. Everything a call does not set is a class-level default.
+    """
+
+    __slots__ = ("__dict__", "__weakref__")
     to_save = ()
-    needs_input_grad = ()
     non_differentiable = ()
+    next_functions = ()
     _versions = None
     xp = np
     device = None
@@ -197,56 +199,56 @@ class FunctionCtx:
         self.non_differentiable = arrays
 
     @property
+    def needs_input_grad(self):
+        """One bool per ``forward`` argument: whether backward must return its gradient."""
+        return tuple([n is not None for n in self.next_functions])
+
+    @property
     def saved_tensors(self):
         """The arrays given to ``save_for_backward``, checked against in-place modification."""
         if self._versions:
-            for box, version, shape, dt in self._versions:
+            for box, version, arr, dt in self._versions:
                 if box[0] != version:
                     raise RuntimeError(
                         "one of the variables needed for gradient computation has been modified "
-                        f"by an inplace operation: tensor of shape {shape} and dtype {dt} is at "
-                        f"version {box[0]}; expected version {version} instead")
+                        f"by an inplace operation: tensor of shape {tuple(arr.shape)} and dtype "
+                        f"{dt} is at version {box[0]}; expected version {version} instead")
         return self.to_save
 
 
-class Node:
-    """A recorded call of a Function: what backward needs to run it."""
+class Node(FunctionCtx):
+    """A recorded call of a Function: its ctx and its place in the graph. Each Function class
+    gets its own subclass (``MulBackward``), made once when the Function class is defined."""
 
-    __slots__ = ("fn", "ctx", "next_functions", "out_meta", "pre_hooks", "retains", "freed",
-                 "__weakref__")
-
-    def __init__(self, fn, ctx, next_functions, out_meta):
-        self.fn = fn
-        self.ctx = ctx
-        self.next_functions = next_functions
-        self.out_meta = out_meta
-        self.pre_hooks = None
-        self.retains = None
-        self.freed = False
+    __slots__ = ("next_functions", "_out_meta")  # edges; (shape, dtype) of each output
+    _function = None    # the Function class
+    _pre_hooks = None   # {output_nr: [hook]}: Tensor.register_hook on a non-leaf
+    _retains = None     # {output_nr: weakref to the tensor}: Tensor.retain_grad
+    _freed = False
 
     @property
     def n_outputs(self):
-        return len(self.out_meta)
+        return len(self._out_meta)
 
     def name(self):
         """PyTorch-style node name, e.g. ``MulBackward``."""
-        return f"{self.fn.__name__}Backward"
+        return f"{self._function.__name__}Backward"
 
     def __repr__(self):
         return f"<{self.name()}>"
 
     def register_hook(self, output_nr, hook):
-        if self.pre_hooks is None:
-            self.pre_hooks = {}
-        self.pre_hooks.setdefault(output_nr, []).append(hook)
+        if self._pre_hooks is None:
+            self._pre_hooks = {}
+        self._pre_hooks.setdefault(output_nr, []).append(hook)
 
     def run(self, grads, retain_graph):
-        if self.freed:
+        if self._freed:
             raise RuntimeError(
                 f"{self.name()}: trying to backward through the graph a second time (or to "
                 "access saved tensors after they were freed); pass retain_graph=True to the "
                 "first backward call if you need to backward twice")
-        dev = self.ctx.device
+        dev = self.device
         if dev is None:
             result = self._backward(grads)
         else:
@@ -258,47 +260,42 @@ class Node:
         if len(result) < n:
             result = result + (None,) * (n - len(result))
         if not retain_graph:
-            self.ctx = _FREED_CTX
-            self.freed = True
+            self._free()
         return result
 
+    def _free(self):
+        """Drop what forward saved; the graph structure (edges, output metadata) stays."""
+        self.__dict__.clear()
+        self._freed = True
+
     def _backward(self, grads):
-        xp = self.ctx.xp
+        xp = self.xp
         for i, g in enumerate(grads):
             if g is None:
-                shape, dt = self.out_meta[i]
+                shape, dt = self._out_meta[i]
                 grads[i] = xp.zeros(shape, dtype=dt)
-        if self.pre_hooks or self.retains:
+        if self._pre_hooks or self._retains:
             _run_output_hooks(self, grads)
-        return self.fn.backward(self.ctx, *grads)
+        return self._function.backward(self, *grads)
 
 
 def _run_output_hooks(node, grads):
     for i in range(len(grads)):
-        for hook in (node.pre_hooks or {}).get(i, ()):
+        for hook in (node._pre_hooks or {}).get(i, ()):
             out = hook(Tensor._make(grads[i]))
             if out is not None:
                 grads[i] = out._array
-        ref = (node.retains or {}).get(i)
+        ref = (node._retains or {}).get(i)
         tensor = ref() if ref is not None else None
         if tensor is not None:
             g = grads[i].copy()
             tensor.grad = Tensor._make(g) if tensor.grad is None else Tensor._make(tensor.grad._array + g)
 
 
-class _FreedCtx:
-    xp = np
-    device = None
-
-
-_FREED_CTX = _FreedCtx()
-
-
 class AccumulateGrad:
     """Graph sink of a leaf tensor: runs its hooks and accumulates into ``.grad``."""
 
     __slots__ = ("variable", "next_functions", "__weakref__")
-    freed = False
 
     def __init__(self, variable):
         self.variable = variable
@@ -328,6 +325,11 @@ class AccumulateGrad:
             hook(var)
 
 
+_make = Tensor._make
+# Output dtypes that carry a gradient.
+_DIFFERENTIABLE = frozenset(d.np for d in dtypes.ALL if d.is_floating_point)
+
+
 class Function:
     """Base class of differentiable ops; subclass with static ``forward``/``backward``.
 
@@ -338,6 +340,12 @@ class Function:
 
     is_view = False          # outputs alias the first input's memory
     view_may_copy = False    # ... unless the op had to copy (checked after forward)
+    _node_cls = Node         # the ctx/node class of each call, one subclass per Function
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._node_cls = type(f"{cls.__name__}Backward", (Node,),
+                             {"_function": cls, "__slots__": (), "__module__": cls.__module__})
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -349,39 +357,35 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        ctx = FunctionCtx()
-        tensor_cls = Tensor
+        ctx = cls._node_cls()
         raw = []
         nexts = []
         any_grad = False
         dev = None
         for a in args:
-            if isinstance(a, tensor_cls):
-                if a._base is not None and a.__dict__["_view_version"] != a._version[0]:
+            if isinstance(a, Tensor):
+                if a._base is not None and a._view_version != a._version[0]:
                     a._sync_view()
                 d = a.device
-                if dev is None:
-                    dev = d
-                elif d is not dev and d != dev:
-                    return cls.apply(*_cpu_scalars_to_gpu(cls, args, tensor_cls), **kwargs)
+                if d is not dev:
+                    if dev is None:
+                        dev = d
+                    elif d != dev:
+                        return cls.apply(*_cpu_scalars_to_gpu(cls, args), **kwargs)
                 raw.append(a._array)
                 if a._requires_grad:
                     any_grad = True
-                    node = a.grad_fn
-                    nexts.append((node if node is not None else a._grad_node(), a._output_nr))
+                    nexts.append((a.grad_fn or a._accumulator or a._grad_node(), a._output_nr))
                 else:
                     nexts.append(None)
             else:
                 raw.append(a)
                 nexts.append(None)
         record = any_grad and _mode.enabled
-        if record:
-            ctx.needs_input_grad = tuple([n is not None for n in nexts])
-        else:
-            ctx.needs_input_grad = (False,) * len(args)
+        ctx.next_functions = tuple(nexts) if record else (None,) * len(nexts)
         try:
             if dev is None or dev.type == "cpu":
-                out = cls.forward(ctx, *raw, **kwargs)
+                out = cls.forward(ctx, *raw, **kwargs) if kwargs else cls.forward(ctx, *raw)
             else:
                 ctx.xp = backends.xp_for(dev)
                 ctx.device = dev
@@ -390,46 +394,51 @@ class Function:
         except ValueError as exc:
             if "broadcast" not in str(exc):
                 raise
-            shapes = " and ".join(str(tuple(a.shape)) for a in args if isinstance(a, tensor_cls))
+            shapes = " and ".join(str(tuple(a.shape)) for a in args if isinstance(a, Tensor))
             raise broadcast_error(cls.__name__, f"the shapes {shapes} cannot be broadcast "
                                                 "together") from None
-        multi = type(out) is tuple
-        outs = out if multi else (out,)
-        base = args[0] if cls.is_view and isinstance(args[0], tensor_cls) else None
-        if base is not None and cls.view_may_copy and not ctx.xp.may_share_memory(outs[0],
-                                                                                raw[0]):
-            base = None
-        replay = None
-        if base is not None:
-            replay = base.__dict__.get("_view_replay", ()) if base._base is not None else ()
-            replay = replay + ((cls, args[1:], kwargs),)
-            if base._base is not None:
-                base = base._base
-        make = tensor_cls._make
-        if not record:
-            if not multi and base is None:
-                return make(out, device=dev)
-            results = tuple([make(o, device=dev) for o in (out if multi else (out,))])
-            if base is not None:
-                for i, r in enumerate(results):
-                    _mark_view(r, base, replay, i if multi else None)
-            return results if multi else results[0]
-        outs = tuple([_as_output(ctx, o) for o in out]) if multi else (_as_output(ctx, out),)
-        node = Node(cls, ctx, tuple(nexts), tuple([(o.shape, o.dtype) for o in outs]))
-        nondiff = ctx.non_differentiable
-        results = []
-        for i, o in enumerate(outs):
-            if (o.dtype.kind == "f" or o.dtype == _BF16) and not (
-                    nondiff and any(o is n for n in nondiff)):
-                t = make(o, True, node, i, dev)
+        make = _make
+        if type(out) is not tuple:
+            if not record:
+                result = make(out, False, None, 0, dev)
             else:
-                t = make(o, device=dev)
-            if base is not None:
-                _mark_view(t, base, replay, i if multi else None)
-            results.append(t)
-        if ctx.to_save:
-            _record_versions(ctx, args, results, tensor_cls)
-        return tuple(results) if multi else results[0]
+                if type(out) is not np.ndarray:
+                    out = _as_output(ctx, out)
+                ctx._out_meta = ((out.shape, out.dtype),)
+                if out.dtype in _DIFFERENTIABLE and not (
+                        ctx.non_differentiable and any(out is n for n in ctx.non_differentiable)):
+                    result = make(out, True, ctx, 0, dev)
+                else:
+                    result = make(out, False, None, 0, dev)
+            if cls.is_view:
+                _mark_views(cls, ctx, args, raw[0], kwargs, (result,), False)
+            if ctx.to_save and record:
+                _record_versions(ctx, args, raw, (result,))
+            return result
+        if not record:
+            results = tuple([make(o, False, None, 0, dev) for o in out])
+        else:
+            results = _record_outputs(ctx, out, dev)
+        if cls.is_view:
+            _mark_views(cls, ctx, args, raw[0], kwargs, results, True)
+        if ctx.to_save and record:
+            _record_versions(ctx, args, raw, results)
+        return results
+
+
+def _record_outputs(ctx, out, dev):
+    """Tensors for a recorded call's outputs (a tuple): differentiable ones point at ``ctx``."""
+    outs = tuple([_as_output(ctx, o) for o in out])
+    ctx._out_meta = tuple([(o.shape, o.dtype) for o in outs])
+    nondiff = ctx.non_differentiable
+    make = _make
+    results = []
+    for i, o in enumerate(outs):
+        if o.dtype in _DIFFERENTIABLE and not (nondiff and any(o is n for n in nondiff)):
+            results.append(make(o, True, ctx, i, dev))
+        else:
+            results.append(make(o, False, None, 0, dev))
+    return tuple(results)
 
 
 def _as_output(ctx, o):
@@ -438,17 +447,17 @@ def _as_output(ctx, o):
         else ctx.xp.asarray(o)
 
 
-def _cpu_scalars_to_gpu(cls, args, tensor_cls):
+def _cpu_scalars_to_gpu(cls, args):
     """``args`` with 0-dim CPU tensors copied to the one GPU the others are on (as PyTorch
     allows); any other device mix raises a RuntimeError naming the devices."""
     devices = {a.device for a in args
-               if isinstance(a, tensor_cls) and not (a.device.type == "cpu" and a.ndim == 0)}
+               if isinstance(a, Tensor) and not (a.device.type == "cpu" and a.ndim == 0)}
     if len(devices) != 1 or next(iter(devices)).type == "cpu":
-        found = " and ".join(sorted({str(a.device) for a in args if isinstance(a, tensor_cls)}))
+        found = " and ".join(sorted({str(a.device) for a in args if isinstance(a, Tensor)}))
         raise RuntimeError(f"{cls.__name__}: expected all tensors to be on the same device, "
                            f"but found {found}")
     gpu = next(iter(devices))
-    return tuple(_device_copy(a, gpu) if isinstance(a, tensor_cls) and a.device != gpu else a
+    return tuple(_device_copy(a, gpu) if isinstance(a, Tensor) and a.device != gpu else a
                  for a in args)
 
 
@@ -463,25 +472,50 @@ def set_device_copy(fn):
     _device_copy = fn
 
 
-def _mark_view(view, base, replay, output_nr):
-    """Make ``view`` share ``base``'s version counter and remember how to re-derive it from
-    ``base`` (``replay``: the chain of view ops), for ``Tensor._sync_view``."""
-    view._version = base._version
-    view._base = base
-    view._view_replay = replay if output_nr is None else replay[:-1] + (
-        replay[-1] + (output_nr,),)
-    view._view_version = base._version[0]
+def _mark_views(cls, ctx, args, raw0, kwargs, results, multi):
+    """Make a view op's outputs aliases of its first argument's base (when it is a Tensor and,
+    for ``view_may_copy`` ops, the output really shares its memory): they share the base's
+    version counter and remember how to re-derive them from it (``_view_replay``: the chain
+    of view ops), for ``Tensor._sync_view``."""
+    base = args[0]
+    if not isinstance(base, Tensor):
+        return
+    if cls.view_may_copy and not _shares_memory(ctx.xp, results[0]._array, raw0):
+        return
+    step = (cls, args[1:], kwargs)
+    if base._base is not None:
+        replay = base._view_replay + (step,)
+        base = base._base
+    else:
+        replay = (step,)
+    version = base._version
+    for i, view in enumerate(results):
+        view._version = version
+        view._base = base
+        view._view_replay = replay[:-1] + (step + (i,),) if multi else replay
+        view._view_version = version[0]
 
 
-def _record_versions(ctx, args, results, tensor_cls):
+def _shares_memory(xp, out, arr):
+    """True when ``out`` aliases ``arr``: the base-array identity settles the common case
+    (a view of ``arr`` or of the array ``arr`` views) before the general memory-bounds test."""
+    owner = out.base
+    if owner is not None and (owner is arr or owner is arr.base):
+        return True
+    return bool(xp.may_share_memory(out, arr))
+
+
+def _record_versions(ctx, args, raw, results):
     """Remember the version of every saved array that belongs to an input or output tensor
     (the last input holding it, else the first output)."""
     versions = []
     for arr in ctx.to_save:
         owner = None
-        for t in reversed(args):
-            if isinstance(t, tensor_cls) and t._array is arr:
-                owner = t
+        i = len(raw)
+        while i:
+            i -= 1
+            if raw[i] is arr and isinstance(args[i], Tensor):
+                owner = args[i]
                 break
         else:
             for t in results:
@@ -489,7 +523,7 @@ def _record_versions(ctx, args, results, tensor_cls):
                     owner = t
                     break
         if owner is not None:
-            versions.append((owner._version, owner._version[0], arr.shape, owner.dtype))
+            versions.append((owner._version, owner._version[0], arr, owner.dtype))
     ctx._versions = versions
 
 
@@ -556,7 +590,7 @@ def _propagate(roots, root_grads, retain_graph, capture):
             child, nr = nxt
             if g is not None:
                 shape = child.variable._array.shape if isinstance(child, AccumulateGrad) \
-                    else child.out_meta[nr][0]
+                    else child._out_meta[nr][0]
                 if g.shape != shape:
                     g = _fix_grad_shape(node, g, shape)
                 buf = buffers.get(child)
@@ -655,15 +689,14 @@ def _grad_node(self):
 def _sync_view(self):
     """After the base of this view changed in place, re-derive the view's graph position
     from the base (as PyTorch does), so gradients through the view see the change."""
-    d = self.__dict__
-    if d.get("_view_version", self._version[0]) == self._version[0] or not is_grad_enabled():
+    if self._view_version == self._version[0] or not _mode.enabled:
         return
-    d["_view_version"] = self._version[0]
+    self._view_version = self._version[0]
     base = self._base
     if not (base._requires_grad or self._requires_grad):
         return
     current = base
-    for step in d["_view_replay"]:
+    for step in self._view_replay:
         cls, rest, kwargs = step[:3]
         current = cls.apply(current, *rest, **kwargs)
         if len(step) == 4:

@@ -73,6 +73,10 @@ def _move(arr, dev):
         return cp.asarray(arr)
 
 
+_new = object.__new__
+_FROM_NP = dtypes._FROM_NP
+
+
 class _HookHandle:
     """What ``register_*_hook`` returns: ``remove()`` unregisters the hook."""
 
@@ -89,7 +93,8 @@ class Tensor:
     """A multi-dimensional array with reverse-mode autograd."""
 
     __slots__ = ("_array", "dtype", "device", "_requires_grad", "grad", "grad_fn", "_output_nr",
-                 "_version", "_hooks", "_base", "_accumulator", "__weakref__", "__dict__")
+                 "_version", "_hooks", "_base", "_accumulator", "_view_replay", "_view_version",
+                 "__weakref__", "__dict__")
     __array_priority__ = 1000
     __array_ufunc__ = None
 
@@ -113,16 +118,18 @@ class Tensor:
         self._base = None
         self._accumulator = None
 
-    @classmethod
-    def _make(cls, arr, requires_grad=False, grad_fn=None, output_nr=0, device=None):
+    @staticmethod
+    def _make(arr, requires_grad=False, grad_fn=None, output_nr=0, device=None):
         """Wrap an array without copying (internal fast path)."""
-        t = object.__new__(cls)
-        if type(arr) is not np.ndarray and (not hasattr(arr, "dtype") or np.isscalar(arr)):
-            arr = np.asarray(arr)
+        t = _new(Tensor)
+        if type(arr) is not np.ndarray:
+            if not hasattr(arr, "dtype") or np.isscalar(arr):
+                arr = np.asarray(arr)
+            if device is None and not isinstance(arr, np.ndarray):
+                device = backends.device_of_array(arr)
         t._array = arr
-        t.dtype = dtypes._FROM_NP[arr.dtype]
-        t.device = device if device is not None else (
-            CPU if isinstance(arr, np.ndarray) else backends.device_of_array(arr))
+        t.dtype = _FROM_NP[arr.dtype]
+        t.device = device if device is not None else CPU
         t._requires_grad = requires_grad
         t.grad = None
         t.grad_fn = grad_fn
@@ -192,14 +199,14 @@ class Tensor:
         if self.grad_fn is None:
             return
         node = self.grad_fn
-        if node.retains is None:
-            node.retains = {}
-        node.retains[self._output_nr] = weakref.ref(self)
+        if node._retains is None:
+            node._retains = {}
+        node._retains[self._output_nr] = weakref.ref(self)
 
     @property
     def retains_grad(self):
         node = self.grad_fn
-        return bool(node is not None and node.retains and self._output_nr in node.retains)
+        return bool(node is not None and node._retains and self._output_nr in node._retains)
 
     @property
     def data(self):

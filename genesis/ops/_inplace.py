@@ -52,7 +52,7 @@ def write_result(self, result, op):
     tracked = _mode.enabled and (result.requires_grad or graph_involved(self))
     if tracked and (self._base is not None or not result.requires_grad):
         target = self._base if self._base is not None else self
-        replay = self.__dict__.get("_view_replay", ()) if self._base is not None else ()
+        replay = self._view_replay if self._base is not None else ()
         if any(len(step) == 4 for step in replay):
             raise RuntimeError(f"{op}: this view is one of several outputs of "
                                f"{replay[-1][0].__name__.lower()} and is being modified in place "
