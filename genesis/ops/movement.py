@@ -50,12 +50,21 @@ def _varargs(args, op, what="shape"):
     """``f(x, 2, 3)`` and ``f(x, (2, 3))`` both give ``(2, 3)``."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = args[0]
-    return tuple(_as_int(a, op, what) for a in args)
+    for a in args:
+        if type(a) is not int:
+            return tuple(_as_int(a, op, what) for a in args)
+    return tuple(args)
 
 
 def _infer_shape(shape, numel, op, in_shape):
     """Resolve one ``-1`` in ``shape`` and check it holds ``numel`` elements."""
     shape = tuple(shape)
+    known = math.prod(shape)
+    if known == numel and min(shape, default=0) >= 0:
+        return shape
+    if known < 0 and numel % known == 0 and shape.count(-1) == 1 and min(shape) == -1:
+        i = shape.index(-1)
+        return shape[:i] + (numel // -known,) + shape[i + 1:]
     unknown = shape.count(-1)
     if unknown > 1:
         raise RuntimeError(f"{op}: only one dimension can be inferred, got shape {list(shape)}")
