@@ -397,26 +397,25 @@ class Function:
             shapes = " and ".join(str(tuple(a.shape)) for a in args if isinstance(a, Tensor))
             raise broadcast_error(cls.__name__, f"the shapes {shapes} cannot be broadcast "
                                                 "together") from None
-        make = _make
         if type(out) is not tuple:
             if not record:
-                result = make(out, False, None, 0, dev)
+                result = _make(out, False, None, 0, dev)
             else:
                 if type(out) is not np.ndarray:
                     out = _as_output(ctx, out)
                 ctx._out_meta = ((out.shape, out.dtype),)
                 if out.dtype in _DIFFERENTIABLE and not (
                         ctx.non_differentiable and any(out is n for n in ctx.non_differentiable)):
-                    result = make(out, True, ctx, 0, dev)
+                    result = _make(out, True, ctx, 0, dev)
                 else:
-                    result = make(out, False, None, 0, dev)
+                    result = _make(out, False, None, 0, dev)
             if cls.is_view:
                 _mark_views(cls, ctx, args, raw[0], kwargs, (result,), False)
             if ctx.to_save and record:
                 _record_versions(ctx, args, raw, (result,))
             return result
         if not record:
-            results = tuple([make(o, False, None, 0, dev) for o in out])
+            results = tuple([_make(o, False, None, 0, dev) for o in out])
         else:
             results = _record_outputs(ctx, out, dev)
         if cls.is_view:
@@ -431,13 +430,12 @@ def _record_outputs(ctx, out, dev):
     outs = tuple([_as_output(ctx, o) for o in out])
     ctx._out_meta = tuple([(o.shape, o.dtype) for o in outs])
     nondiff = ctx.non_differentiable
-    make = _make
     results = []
     for i, o in enumerate(outs):
         if o.dtype in _DIFFERENTIABLE and not (nondiff and any(o is n for n in nondiff)):
-            results.append(make(o, True, ctx, i, dev))
+            results.append(_make(o, True, ctx, i, dev))
         else:
-            results.append(make(o, False, None, 0, dev))
+            results.append(_make(o, False, None, 0, dev))
     return tuple(results)
 
 
@@ -510,20 +508,19 @@ def _record_versions(ctx, args, raw, results):
     (the last input holding it, else the first output)."""
     versions = []
     for arr in ctx.to_save:
-        owner = None
         i = len(raw)
         while i:
             i -= 1
-            if raw[i] is arr and isinstance(args[i], Tensor):
+            if raw[i] is arr and args[i] is not arr:   # a Tensor argument's array
                 owner = args[i]
                 break
         else:
-            for t in results:
-                if t._array is arr:
-                    owner = t
+            for owner in results:
+                if owner._array is arr:
                     break
-        if owner is not None:
-            versions.append((owner._version, owner._version[0], arr, owner.dtype))
+            else:
+                continue
+        versions.append((owner._version, owner._version[0], arr, owner.dtype))
     ctx._versions = versions
 
 

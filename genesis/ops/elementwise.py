@@ -71,11 +71,20 @@ def _shape(x):
     return getattr(x, "shape", ())
 
 
+def _ufunc2(xp, f, a, b):
+    """``f(a, b)`` for a binary NumPy ufunc: directly when neither operand reaches
+    ``parallel.MIN_PARALLEL`` elements (tiny ops skip the pool's dispatch), else through
+    ``parallel.ufunc``, which splits large float work over the pool."""
+    if xp is np and a.size < parallel.MIN_PARALLEL and b.size < parallel.MIN_PARALLEL:
+        return f(a, b)
+    return parallel.ufunc(xp, f, a, b)
+
+
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
-        return parallel.ufunc(ctx.xp, np.add, a, b)
+        return _ufunc2(ctx.xp, np.add, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -88,7 +97,7 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
-        return parallel.ufunc(ctx.xp, np.subtract, a, b)
+        return _ufunc2(ctx.xp, np.subtract, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -101,14 +110,14 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return parallel.ufunc(ctx.xp, np.multiply, a, b)
+        return _ufunc2(ctx.xp, np.multiply, a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
-        return (unbroadcast(parallel.ufunc(ctx.xp, np.multiply, g, b), _shape(a)) if na else None,
-                unbroadcast(parallel.ufunc(ctx.xp, np.multiply, g, a), _shape(b)) if nb else None)
+        return (unbroadcast(_ufunc2(ctx.xp, np.multiply, g, b), _shape(a)) if na else None,
+                unbroadcast(_ufunc2(ctx.xp, np.multiply, g, a), _shape(b)) if nb else None)
 
 
 class Div(Function):
@@ -116,7 +125,7 @@ class Div(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return parallel.ufunc(ctx.xp, np.divide, a, b)
+            return _ufunc2(ctx.xp, np.divide, a, b)
 
     @staticmethod
     def backward(ctx, g):
