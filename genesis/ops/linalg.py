@@ -1,6 +1,8 @@
 """Linear algebra: matmul (all of PyTorch's broadcasting cases), mm, bmm, dot, outer, einsum."""
 import string
 
+import numpy as np
+
 from .. import dtypes
 from ..amp.autocast_mode import autocast_op
 from .._broadcast import broadcast_shapes
@@ -16,8 +18,11 @@ matmul bmm mm outer dot
 """
 
 
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _shape(t):
-    return tuple(t.shape)
+    return t._array.shape
 
 
 def _same_dtype(op, a, b):
@@ -54,6 +59,8 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if a.ndim == 2 and b.ndim == 2 and type(a) is np.ndarray and a.dtype in _BLAS_FLOATS:
+            return a.dot(b)  # same BLAS GEMM as np.matmul, without the ufunc dispatch (~0.5 us)
         return _matmul(ctx.xp, a, b)
 
     @staticmethod
