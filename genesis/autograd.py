@@ -360,7 +360,8 @@ class Function:
         ctx = cls._node_cls()
         raw = []
         nexts = []
-        any_grad = False
+        enabled = _mode.enabled
+        record = False
         dev = None
         for a in args:
             if isinstance(a, Tensor):
@@ -373,16 +374,15 @@ class Function:
                     elif d != dev:
                         return cls.apply(*_cpu_scalars_to_gpu(cls, args), **kwargs)
                 raw.append(a._array)
-                if a._requires_grad:
-                    any_grad = True
+                if a._requires_grad and enabled:
+                    record = True
                     nexts.append((a.grad_fn or a._accumulator or a._grad_node(), a._output_nr))
                 else:
                     nexts.append(None)
             else:
                 raw.append(a)
                 nexts.append(None)
-        record = any_grad and _mode.enabled
-        ctx.next_functions = tuple(nexts) if record else (None,) * len(nexts)
+        ctx.next_functions = tuple(nexts)
         try:
             if dev is None or dev.type == "cpu":
                 out = cls.forward(ctx, *raw, **kwargs) if kwargs else cls.forward(ctx, *raw)

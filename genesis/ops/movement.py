@@ -108,8 +108,15 @@ class Reshape(Function):
 
 
 def _reshape(input, shape, op):
-    shape = _infer_shape(shape, input._array.size, op, input._array.shape)
-    return Reshape.apply(input, shape)
+    """``Reshape`` of ``input``. A well-formed shape (no entry below -1, at most one -1) goes
+    to the array's reshape as it is, which resolves the -1 and checks the element count;
+    anything it refuses is resolved and checked by ``_infer_shape``, which names ``op``."""
+    if min(shape, default=0) >= -1 and shape.count(-1) <= 1:
+        try:
+            return Reshape.apply(input, shape)
+        except ValueError:
+            pass
+    return Reshape.apply(input, _infer_shape(shape, input._array.size, op, input._array.shape))
 
 
 def reshape(input, *shape):
