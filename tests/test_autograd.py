@@ -276,3 +276,54 @@ def test_augmented_assignment_into_leaf_requiring_grad_raises():
     leaf = _leaf(1.0, 2.0)
     with pytest.raises(RuntimeError, match="leaf"):
         leaf[0] += 1.0
+
+
+def test_ctx_is_the_graph_node_and_backward_frees_what_forward_kept():
+    import weakref
+    kept = {}
+
+    class Keep(Function):
+        @staticmethod
+        def forward(ctx, x):
+            extra = np.ones(3)
+            kept["extra"] = weakref.ref(extra)
+            ctx.extra = extra
+            ctx.save_for_backward(x)
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            assert ctx.extra.shape == (3,)
+            return g * 2
+
+    x = _leaf(1.0, 2.0)
+    y = Keep.apply(x)
+    assert y.grad_fn.name() == "KeepBackward" and y.grad_fn.extra is not None
+    assert y.grad_fn.next_functions[0][0] is x._grad_node()
+    y.sum().backward()
+    assert kept["extra"]() is None            # released with the ctx's state
+    assert y.grad_fn.next_functions[0][0] is x._grad_node()   # the graph's edges stay
+    with pytest.raises(RuntimeError, match="second time"):
+        y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_needs_input_grad_is_all_false_without_grad_mode():
+    seen = {}
+
+    class Probe(Function):
+        @staticmethod
+        def forward(ctx, a, scale, b):
+            seen["needs"] = ctx.needs_input_grad
+            return a * scale + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, None, g
+
+    with genesis.no_grad():
+        out = Probe.apply(_leaf(1.0), 2.0, _leaf(3.0))
+    assert seen["needs"] == (False, False, False) and not out.requires_grad
+    Probe.apply(_leaf(1.0), 2.0, genesis.tensor([3.0], dtype=genesis.float64))
+    assert seen["needs"] == (True, False, False)

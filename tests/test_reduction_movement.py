@@ -243,3 +243,28 @@ def test_method_forms_accept_varargs_and_tuples():
     assert tuple(x.moveaxis(0, -1).shape) == tuple(x.swapdims(0, 2).transpose(0, 1).shape)
     assert tuple(genesis.repeat_interleave(genesis.tensor([2, 0, 1])).shape) == (3,)
     assert genesis.repeat_interleave(genesis.tensor([2, 0, 1])).tolist() == [0, 0, 2]
+
+
+@pytest.mark.parametrize("numel, shape", [(12, (-2, 6)), (12, (-3, -4)), (0, (-1, 0)),
+                                          (12, (5, -1)), (12, (-1, -1)), (12, (3, 5))])
+def test_reshape_refuses_the_shapes_torch_refuses(numel, shape):
+    """NumPy reads any negative entry as "infer"; reshape and view follow PyTorch instead."""
+    for op in ("reshape", "view"):
+        x = genesis.zeros(numel)
+        with pytest.raises(RuntimeError, match=op):
+            getattr(x, op)(*shape)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError):
+        torch.zeros(numel).reshape(*shape)
+
+
+def test_reshape_infers_minus_one_and_aliases_when_it_can():
+    x = genesis.arange(12.0)
+    v = x.reshape(2, -1)
+    assert tuple(v.shape) == (2, 6)
+    v.add_(1.0)
+    assert x.tolist() == [float(i + 1) for i in range(12)]
+    assert x._version is v._version
+    c = x.reshape(3, 4).t().reshape(-1)      # non-contiguous: a copy, as in PyTorch
+    c.zero_()
+    assert x.tolist() == [float(i + 1) for i in range(12)]
