@@ -2,8 +2,8 @@
 
 A differentiable op is a ``Function`` subclass whose ``forward(ctx, *args)`` and
 ``backward(ctx, *grad_outputs)`` work on raw arrays (NumPy or CuPy, via ``ctx.xp``).
-``Function.apply`` unwraps Tensors, runs ``forward`` and, when gradients are needed,
-records a ``Node`` that links the outputs to the inputs' nodes.
+``Function.apply`` unwraps Tensors, runs ``forward`` and, when gradients are needed, keeps
+the call's ctx as the outputs' graph ``Node`` (``grad_fn``), linked to the inputs' nodes.
 """
 import functools
 import inspect
