@@ -7,6 +7,7 @@ the call's ctx as the outputs' graph ``Node`` (``grad_fn``), linked to the input
 """
 import functools
 import inspect
+import sys
 import threading
 
 import numpy as np
@@ -309,20 +310,56 @@ class AccumulateGrad:
     def __repr__(self):
         return "<AccumulateGrad>"
 
-    def accumulate(self, g):
+    def accumulate(self, grads):
+        """Add the gradient ``grads[0]`` (taken out of the list) into ``.grad``."""
         var = self.variable
+        g = grads[0]
+        grads[0] = None
         for hook in var._hooks or ():
             out = hook(Tensor._make(g))
             if out is not None:
                 g = out._array
         if g.dtype != var._array.dtype:
             g = g.astype(var._array.dtype)
-        if var.grad is None:
-            var.grad = Tensor._make(parallel.copy(g))
+        acc = var.grad
+        if acc is None:
+            var.grad = Tensor._make(g if _unshared(g) else parallel.copy(g))
+        elif acc._array.shape == g.shape and (type(acc._array) is not np.ndarray
+                                              or acc._array.flags.writeable):
+            parallel.add_(acc._array, g)   # in place, as PyTorch's AccumulateGrad
+            acc._version[0] += 1
         else:
-            var.grad = Tensor._make(parallel.add(var.grad._array, g))
+            var.grad = Tensor._make(parallel.add(acc._array, g))
         for hook in getattr(var, "_post_accumulate_grad_hooks", None) or ():
             hook(var)
+
+
+def _refs(array):
+    return sys.getrefcount(array)
+
+
+def _held_refs(array):
+    return _refs(array)
+
+
+def _fresh_refs():
+    array = np.empty(1)
+    return _held_refs(array)
+
+
+# What ``_refs`` counts, two calls down, for an array only one local variable holds (measured:
+# it differs between Python versions); ``_unshared`` checks at the same depth.
+_FRESH_REFS = _fresh_refs()
+
+
+def _unshared(g):
+    """Whether the gradient array ``g``, held only by the caller's local variable, may become a
+    leaf's ``.grad`` as it is (PyTorch steals such a gradient instead of copying it): a
+    writable, C-contiguous NumPy array owning its memory that nothing else references (no
+    tensor, saved-for-backward slot, view or other gradient), so writes to ``.grad`` can reach
+    nothing else."""
+    return (type(g) is np.ndarray and g.base is None and g.flags.writeable
+            and g.flags.c_contiguous and _refs(g) <= _FRESH_REFS)
 
 
 _make = Tensor._make
@@ -575,7 +612,7 @@ def _propagate(roots, root_grads, retain_graph, capture):
                     captured[slot] = g if slot not in captured else captured[slot] + g
         if isinstance(node, AccumulateGrad):
             if grads is not None and grads[0] is not None and capture is None:
-                node.accumulate(grads[0])
+                node.accumulate(grads)
             continue
         if grads is None or all(g is None for g in grads):
             in_grads = (None,) * len(node.next_functions)
@@ -597,6 +634,7 @@ def _propagate(roots, root_grads, retain_graph, capture):
             deps[child] -= 1
             if deps[child] == 0:
                 ready.append(child)
+        in_grads = g = buf = None  # leaves' gradients are referenced only by their buffers
     return captured
 
 

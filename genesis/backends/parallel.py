@@ -13,7 +13,7 @@ import numpy as np
 from . import cpu
 
 __all__ = ["MIN_PARALLEL", "MIN_PARALLEL_ROWS", "num_threads", "set_num_threads", "parallel_for",
-           "ufunc", "add",
+           "ufunc", "add", "add_",
            "blocks", "copy", "row_sum", "sum_all"]
 
 # Thresholds, from benchmarks/parallel_thresholds.py: splitting work of t ns per element over 2
@@ -146,16 +146,17 @@ def ufunc(xp, f, *args):
     return f(*args)
 
 
-def _blocked_ufunc(f, args):
+def _blocked_ufunc(f, args, out=None):
     arrays = [a for a in args if type(a) is np.ndarray]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     size = 1
     for s in shape:
         size *= s
     dt = _split_ok(args, size)
-    if dt is None:
-        return f(*args)
-    out = np.empty(shape, dt)
+    if dt is None or (out is not None and (out.dtype != dt or not out.flags.c_contiguous)):
+        return f(*args) if out is None else f(*args, out=out)
+    if out is None:
+        out = np.empty(shape, dt)
     if all(a.shape == shape and a.flags.c_contiguous for a in arrays):
         flat = [a.reshape(-1) if type(a) is np.ndarray else a for a in args]
         o = out.reshape(-1)
@@ -175,6 +176,17 @@ def add(a, b):
     if type(a) is np.ndarray and type(b) is np.ndarray:
         return ufunc(np, np.add, a, b)
     return a + b
+
+
+def add_(a, b):
+    """``a += b`` in place (gradient accumulation into ``.grad``), in blocks for large NumPy
+    arrays of one shape."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape \
+            and a.size >= MIN_PARALLEL:
+        _blocked_ufunc(np.add, (a, b), out=a)
+    else:
+        a += b
+    return a
 
 
 def blocks(fn, out, *arrays, axis=None):

@@ -100,7 +100,7 @@ class _Checkpoint(Function):
                 continue
             slot = slots.get(id(t))
             if slot is None:
-                t._grad_node().accumulate(g._array)
+                t._grad_node().accumulate([g._array])
             else:
                 grads[slot] = g._array
         return tuple(grads)
