@@ -291,3 +291,70 @@ def test_blocked_multithreaded_update_of_a_large_parameter_matches_torch(cls, kw
     finally:
         parallel.set_num_threads(before)
     np.testing.assert_allclose(gp._array, tp.detach().numpy(), rtol=0, atol=1e-9)
+
+
+@pytest.fixture
+def two_threads_small_blocks(monkeypatch):
+    """Two pool threads, and parallel splits from a few blocks on (so small tests use them)."""
+    from genesis.backends import parallel
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 1 << 15)
+    before = parallel.num_threads()
+    parallel.set_num_threads(2)
+    yield
+    parallel.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    ("AdamW", dict(lr=0.02, weight_decay=0.1)),
+    ("Adam", dict(lr=0.02, amsgrad=True, maximize=True)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
+])
+def test_one_step_splits_the_blocks_of_all_parameters_and_matches_torch(
+        cls, kwargs, two_threads_small_blocks):
+    """Large, small, scalar and empty parameters in two groups, updated in one threaded pass."""
+    rng = np.random.default_rng(5)
+    init = [rng.standard_normal(s) for s in [(70_001,), (3, 5), (), (0, 4), (40, 900), (7,)]]
+    gp = [Parameter(genesis.tensor(a)) for a in init]
+    tp = [torch.tensor(a, requires_grad=True) for a in init]
+    gopt = getattr(optim, cls)([{"params": gp[:3]}, {"params": gp[3:], "lr": 0.01}], **kwargs)
+    topt = getattr(torch.optim, cls)([{"params": tp[:3]}, {"params": tp[3:], "lr": 0.01}],
+                                     foreach=False, **kwargs)
+    for k in range(5):
+        for i, (g, t) in enumerate(zip(gp, tp)):
+            g.grad = genesis.tensor(_grad(k, i, g._array))
+            t.grad = torch.from_numpy(_grad(k, i, t.detach().numpy()))
+        gopt.step()
+        topt.step()
+    _assert_match(gp, tp)
+
+
+def test_parameters_sharing_memory_are_updated_in_turn_like_torch(two_threads_small_blocks):
+    """Overlapping parameters see each other's updates in parameter order, as in PyTorch
+    (with decoupled weight decay the order changes the result)."""
+    base = np.random.default_rng(6).standard_normal(1_000_000)
+    storage = genesis.tensor(base)
+    gp = [Parameter(storage[:600_000]), Parameter(storage[400_000:])]
+    assert np.shares_memory(gp[0]._array, gp[1]._array)
+    tbase = torch.tensor(base)
+    tp = [tbase[:600_000].detach().requires_grad_(), tbase[400_000:].detach().requires_grad_()]
+    gopt = optim.AdamW(gp, lr=0.05, weight_decay=0.5)
+    topt = torch.optim.AdamW(tp, lr=0.05, weight_decay=0.5, foreach=False)
+    for k in range(3):
+        for i, (g, t) in enumerate(zip(gp, tp)):
+            g.grad = genesis.tensor(_grad(k, i, g._array))
+            t.grad = torch.from_numpy(_grad(k, i, t.detach().numpy()))
+        gopt.step()
+        topt.step()
+    np.testing.assert_allclose(storage._array, tbase.numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_bad_gradient_stops_the_step_after_the_earlier_parameters_updated():
+    """Parameters before the faulty one are updated (state and values agree), as in PyTorch."""
+    a, b = Parameter(genesis.ones(3)), Parameter(genesis.ones(2))
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = genesis.ones(3), genesis.ones(5)
+    with pytest.raises(RuntimeError, match="does not match"):
+        opt.step()
+    assert opt.state[a]["step"] == 1 and b not in opt.state
+    np.testing.assert_allclose(a._array, [0.9] * 3, rtol=1e-6)
+    np.testing.assert_array_equal(b._array, [1.0, 1.0])

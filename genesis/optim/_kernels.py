@@ -1,8 +1,13 @@
-"""Fused Adam/AdamW and SGD updates: every pass over a parameter runs block by block while the
-block is in cache, blocks split over the CPU thread pool, with preallocated scratch (``out=``).
+"""Fused Adam/AdamW and SGD updates: one pass per parameter block while the block is in cache,
+the blocks of every parameter of a step split over the CPU thread pool, preallocated scratch.
 
-Each kernel performs the same floating-point operations in the same order as PyTorch's
-single-tensor update, so results match it as the unfused NumPy code did.
+An optimizer step collects one ``Update`` per parameter and hands them all to ``run``: NumPy
+parameters are cut into blocks of ``BLOCK`` elements and the blocks of all parameters are
+shared out among the threads at once (small parameters ride along with large ones instead of
+each running alone). The kernels compute PyTorch's single-tensor updates; Adam folds its two
+bias corrections into one step scale and one epsilon (``m * (-lr * c2 / c1) / (sqrt(v) + eps *
+c2)``, ``c_i`` the corrections' square root and complement), which differs from PyTorch's
+order of operations only in rounding.
 """
 import math
 
@@ -10,50 +15,100 @@ import numpy as np
 
 from ..backends import parallel
 
-__all__ = ["adam_update", "sgd_update"]
+__all__ = ["BLOCK", "Update", "adam_update", "sgd_update", "run"]
 
 BLOCK = 1 << 15  # elements per block: a block of every array of one update fits in L2
 
 
-def _run(xp, kernel, arrays, n_scratch, dtype, hyper):
-    """Run ``kernel(xp, *arrays, *scratch, *hyper)`` over blocks (whole arrays unless every
-    array is a C-contiguous NumPy array)."""
-    if xp is not np or not all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays):
-        kernel(xp, *arrays, *(xp.empty(arrays[0].shape, dtype) for _ in range(n_scratch)), *hyper)
+class Update:
+    """A deferred in-place update: ``kernel(xp, *arrays, *scratch, *hyper)`` over ``arrays``
+    (written in place; the gradient is only read) with ``n_scratch`` work arrays of ``dtype``."""
+
+    __slots__ = ("xp", "kernel", "arrays", "n_scratch", "dtype", "hyper")
+
+    def __init__(self, xp, kernel, arrays, n_scratch, dtype, hyper):
+        self.xp, self.kernel, self.arrays = xp, kernel, arrays
+        self.n_scratch, self.dtype, self.hyper = n_scratch, dtype, hyper
+
+    def blockable(self):
+        """Whether every array is a C-contiguous NumPy array (so it can run in flat blocks)."""
+        return self.xp is np and all(type(a) is np.ndarray and a.flags.c_contiguous
+                                     for a in self.arrays)
+
+    def run_whole(self):
+        """Run the kernel once over the whole arrays (CuPy, strided or overlapping arrays)."""
+        xp = self.xp
+        scratch = (xp.empty(self.arrays[0].shape, self.dtype) for _ in range(self.n_scratch))
+        self.kernel(xp, *self.arrays, *scratch, *self.hyper)
+
+
+def run(updates):
+    """Apply ``updates`` (a list of ``Update``): blockable ones over the thread pool together,
+    the others one by one; in order, one at a time, if any two share memory."""
+    blocked = [u for u in updates if u.blockable()]
+    for u in updates:
+        if not u.blockable():
+            u.run_whole()
+    if not blocked:
         return
-    flat = [a.reshape(-1) for a in arrays]
+    if _overlap(blocked):
+        for u in blocked:
+            _run_blocks([u])
+        return
+    _run_blocks(blocked)
+
+
+def _overlap(updates):
+    """Whether arrays of two different updates share memory (aliased parameters)."""
+    spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes, i)
+                   for i, u in enumerate(updates) for a in u.arrays)
+    end, owner = -1, -1
+    for lo, hi, i in spans:
+        if lo < end and i != owner:
+            return True
+        if hi > end:
+            end, owner = hi, i
+    return False
+
+
+def _run_blocks(updates):
+    flat = [[a.reshape(-1) for a in u.arrays] for u in updates]
+    blocks = [(u, arrays, s, min(BLOCK, arrays[0].size - s))
+              for u, arrays in zip(updates, flat) for s in range(0, arrays[0].size, BLOCK)]
 
     def part(start, stop):
-        scratch = [np.empty(min(BLOCK, stop - start), dtype) for _ in range(n_scratch)]
-        for s in range(start, stop, BLOCK):
-            c = min(BLOCK, stop - s)
-            kernel(np, *(a[s:s + c] for a in flat), *(t[:c] for t in scratch), *hyper)
+        scratch = {}
+        for u, arrays, s, c in blocks[start:stop]:
+            work = scratch.get(u.dtype)
+            if work is None:
+                work = scratch[u.dtype] = [np.empty(BLOCK, u.dtype) for _ in range(3)]
+            u.kernel(np, *(a[s:s + c] for a in arrays), *(t[:c] for t in work[:u.n_scratch]),
+                     *u.hyper)
 
-    parallel.parallel_for(flat[0].size, part)
+    parallel.parallel_for(len(blocks), part, cost=BLOCK)
 
 
 def adam_update(xp, p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr, beta1, beta2, eps,
                 weight_decay, decoupled, maximize):
-    """One Adam(W) step in place on ``p`` and its moments (``max_exp_avg_sq`` None unless
-    amsgrad); ``grad`` is only read."""
+    """The ``Update`` of one Adam(W) step of ``p`` and its moments (``max_exp_avg_sq`` None
+    unless amsgrad); ``grad`` is only read."""
     dtype = np.result_type(p.dtype, grad.dtype)
-    step_size = lr / (1 - beta1 ** step)
-    hyper = (lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step_size,
-             math.sqrt(1 - beta2 ** step))
+    correction2 = math.sqrt(1 - beta2 ** step)
+    hyper = (lr, beta1, beta2, weight_decay, decoupled, maximize,
+             -lr * correction2 / (1 - beta1 ** step), eps * correction2)
     arrays = [p, grad, exp_avg, exp_avg_sq]
     if max_exp_avg_sq is not None:
         arrays.append(max_exp_avg_sq)
-        _run(xp, _adam_amsgrad_block, arrays, 3, dtype, hyper)
-    else:
-        _run(xp, _adam_block, arrays, 3, dtype, hyper)
+        return Update(xp, _adam_amsgrad_block, arrays, 3, dtype, hyper)
+    return Update(xp, _adam_block, arrays, 3, dtype, hyper)
 
 
 def _adam_amsgrad_block(xp, p, g, m, v, vmax, t1, t2, tg, *hyper):
     _adam_block(xp, p, g, m, v, t1, t2, tg, *hyper, vmax=vmax)
 
 
-def _adam_block(xp, p, g, m, v, t1, t2, tg, lr, beta1, beta2, eps, wd, decoupled, maximize,
-                step_size, bias_correction2_sqrt, vmax=None):
+def _adam_block(xp, p, g, m, v, t1, t2, tg, lr, beta1, beta2, wd, decoupled, maximize,
+                step_scale, eps_scaled, vmax=None):
     if maximize:
         g = xp.negative(g, out=tg)
     if wd != 0:
@@ -79,23 +134,21 @@ def _adam_block(xp, p, g, m, v, t1, t2, tg, lr, beta1, beta2, eps, wd, decoupled
         xp.sqrt(vmax, out=t1)
     else:
         xp.sqrt(v, out=t1)
-    t1 /= bias_correction2_sqrt
-    t1 += eps
-    xp.multiply(m, -step_size, out=t2)
+    t1 += eps_scaled
+    xp.multiply(m, step_scale, out=t2)
     t2 /= t1
     p += t2
 
 
 def sgd_update(xp, p, grad, momentum_buffer, *, first, lr, momentum, dampening, weight_decay,
                nesterov, maximize):
-    """One SGD step in place on ``p`` (and ``momentum_buffer`` when momentum is used; with
-    ``first`` the buffer is filled with the gradient, as PyTorch's first step does)."""
+    """The ``Update`` of one SGD step of ``p`` (and ``momentum_buffer`` when momentum is used;
+    with ``first`` the buffer is filled with the gradient, as PyTorch's first step does)."""
     dtype = np.result_type(p.dtype, grad.dtype)
     hyper = (first, lr, momentum, dampening, weight_decay, nesterov, maximize)
     if momentum_buffer is None:
-        _run(xp, _sgd_plain_block, [p, grad], 2, dtype, hyper)
-    else:
-        _run(xp, _sgd_block, [p, grad, momentum_buffer], 2, dtype, hyper)
+        return Update(xp, _sgd_plain_block, [p, grad], 2, dtype, hyper)
+    return Update(xp, _sgd_block, [p, grad, momentum_buffer], 2, dtype, hyper)
 
 
 def _sgd_plain_block(xp, p, g, t, tg, *hyper):
@@ -122,4 +175,3 @@ def _sgd_block(xp, p, g, buf, t, tg, first, lr, momentum, dampening, wd, nestero
             g = buf
     xp.multiply(g, -lr, out=t)
     p += t
-

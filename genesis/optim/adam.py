@@ -48,11 +48,12 @@ class Adam(Optimizer):
                                           state["exp_avg"]._array, state["exp_avg_sq"]._array,
                                           step, lr, beta1, beta2, eps,
                                           wd if group["decoupled_weight_decay"] else 0.0)
-            return
+            return None
         max_sq = state["max_exp_avg_sq"]._array if group["amsgrad"] else None
-        adam_update(xp, p, grad, state["exp_avg"]._array, state["exp_avg_sq"]._array, max_sq,
-                    step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd,
-                    decoupled=group["decoupled_weight_decay"], maximize=group["maximize"])
+        return adam_update(xp, p, grad, state["exp_avg"]._array, state["exp_avg_sq"]._array,
+                           max_sq, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                           weight_decay=wd, decoupled=group["decoupled_weight_decay"],
+                           maximize=group["maximize"])
 
 
 class AdamW(Adam):

@@ -9,6 +9,7 @@ from collections import defaultdict
 from .. import backends
 from ..autograd import enable_grad
 from ..tensor import Tensor, _move, _zero_grads
+from . import _kernels
 
 __all__ = ["Optimizer", "required", "implementation_flags"]
 
@@ -103,6 +104,16 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        updates = []
+        try:
+            self._collect_updates(updates)
+        finally:
+            _kernels.run(updates)
+        return loss
+
+    def _collect_updates(self, updates):
+        """Advance every parameter's state, appending its pending update to ``updates`` (run
+        together afterwards, also when a later parameter raises)."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -112,14 +123,16 @@ class Optimizer:
                                        f"{tuple(p.grad.shape)} does not match its parameter's "
                                        f"shape {tuple(p.shape)}")
                 state = self.state.get(p, {})
-                self._update(backends.xp_for(p.device), p, p.grad._array, state, group)
+                update = self._update(backends.xp_for(p.device), p, p.grad._array, state, group)
+                if update is not None:
+                    updates.append(update)
                 if state:
                     self.state[p] = state
                 p._version[0] += 1
-        return loss
 
     def _update(self, xp, param, grad, state, group):
-        """Update ``param._array`` in place from ``grad`` (an array); subclasses implement it."""
+        """Advance ``state`` and return the in-place update of ``param._array`` from ``grad``
+        (an array) as a ``_kernels.Update``, or None once done; subclasses implement it."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- state dict

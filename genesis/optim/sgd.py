@@ -38,6 +38,6 @@ class SGD(Optimizer):
                                    device=param.device)
                 state["momentum_buffer"] = buf
             buf = buf._array
-        sgd_update(xp, p, grad, buf, first=first, lr=lr, momentum=momentum,
-                   dampening=group["dampening"], weight_decay=wd, nesterov=group["nesterov"],
-                   maximize=group["maximize"])
+        return sgd_update(xp, p, grad, buf, first=first, lr=lr, momentum=momentum,
+                          dampening=group["dampening"], weight_decay=wd,
+                          nesterov=group["nesterov"], maximize=group["maximize"])
