@@ -18,8 +18,10 @@ __all__ = ["run", "matmul_rate", "train_step_flops"]
 
 SIZES = {  # (hidden, intermediate, layers, experts, heads, kv heads, vocab, batch, seq)
     "full": (256, 512, 4, 8, 8, 4, 8000, 4, 128),
+    "large": (512, 1024, 4, 16, 8, 4, 8000, 4, 256),
     "quick": (128, 256, 2, 4, 4, 2, 2000, 2, 64),
 }
+TRAIN_SIZES = {"full": ("full", "large"), "quick": ("quick",)}  # the train-step rows per mode
 BENCHES = ("train", "ops", "large", "adamw", "decode", "memory")
 
 
@@ -101,7 +103,18 @@ def _models(size, torch, transformers):
 
 
 def bench_train(size, torch, transformers, repeat):
-    """Rows: the Mixtral-style training step and its share of the matmul rate."""
+    """Rows: the Mixtral-style training step at each of ``TRAIN_SIZES[size]`` and their shares
+    of the matmul rate."""
+    rate = matmul_rate()
+    rows, notes = [], []
+    for train_size in TRAIN_SIZES.get(size, (size,)):
+        row, note = _train_row(train_size, torch, transformers, repeat, rate)
+        rows.append(row)
+        notes.append(note)
+    return rows, notes
+
+
+def _train_row(size, torch, transformers, repeat, rate):
     import genesis
     from .optim import AdamW
     model, hf = _models(size, torch, transformers)
@@ -131,16 +144,14 @@ def bench_train(size, torch, transformers, repeat):
 
     g, t = _pair(g_step, t_step, repeat, 1)
     flops = train_step_flops(model.config, batch, seq)
-    rate = matmul_rate()
     c = model.config
     name = (f"train step: Mixtral {c.num_hidden_layers}L h{c.hidden_size} "
-            f"{c.num_local_experts}e top-2, {batch}x{seq} tok, AdamW")
-    rows = [(name, g * 1e3, None if t is None else t * 1e3, "ms", 0.8)]
-    share = f"{flops / 1e9:.1f} GFLOP/step; matmul rate {rate:.0f} GFLOP/s: genesis " \
-            f"{flops / g / 1e9 / rate:.0%} of it"
+            f"i{c.intermediate_size} {c.num_local_experts}e top-2, {batch}x{seq} tok, AdamW")
+    share = f"h{c.hidden_size}: {flops / 1e9:.1f} GFLOP/step; matmul rate {rate:.0f} " \
+            f"GFLOP/s: genesis {flops / g / 1e9 / rate:.0%} of it"
     if t is not None:
         share += f", PyTorch {flops / t / 1e9 / rate:.0%}"
-    return rows, [share]
+    return (name, g * 1e3, None if t is None else t * 1e3, "ms", 0.8), share
 
 
 def _op_cases(torch):

@@ -33,6 +33,24 @@ def test_train_step_flops_counts_the_active_matmuls():
     assert bench.train_step_flops(config, batch, seq) == expected
 
 
+def test_train_rows_cover_both_sizes_of_the_goal():
+    """Full mode times h256/8 experts/4x128 tokens and h512/16 experts/4x256; quick stays small."""
+    assert bench.TRAIN_SIZES == {"full": ("full", "large"), "quick": ("quick",)}
+    h, inter, layers, experts, _, _, _, batch, seq = bench.SIZES["full"]
+    assert (h, layers, experts, batch, seq) == (256, 4, 8, 4, 128)
+    h, inter, layers, experts, _, _, _, batch, seq = bench.SIZES["large"]
+    assert (h, inter, layers, experts, batch, seq) == (512, 1024, 4, 16, 4, 256)
+
+
+def test_quick_train_row_names_its_model_and_share_of_the_matmul_rate(monkeypatch):
+    monkeypatch.setattr(bench, "matmul_rate", lambda: 100.0)
+    rows, notes = bench.bench_train("quick", None, None, 1)
+    assert [r[0] for r in rows] == ["train step: Mixtral 2L h128 i256 4e top-2, 2x64 tok, AdamW"]
+    assert rows[0][1] > 0 and rows[0][2] is None
+    assert len(notes) == 1 and notes[0].startswith("h128: ")
+    assert "matmul rate 100 GFLOP/s" in notes[0]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--only", "ops,warp"], "unknown benchmark(s) warp"),
     (["bench", "--repeat", "0"], "argument --repeat: expected a finite integer >= 1, got 0"),
