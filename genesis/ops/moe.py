@@ -38,15 +38,27 @@ def _expert_matmul(xp, a, weight, bounds, active, transpose=True):
 
 
 def _expert_weight_grad(xp, a, b, bounds, active, weight):
-    """``a[rows of e]^T @ b[rows of e]`` per expert: the gradient of ``weight [E, N, K]``."""
+    """``a[rows of e]^T @ b[rows of e]`` per expert: the gradient of ``weight [E, N, K]``
+    (zero for experts that received no rows)."""
     if a.dtype == b.dtype == weight.dtype and _triton.enabled(xp, a):
         return _triton.kernels("moe_grouped_gemm").grouped_matmul_tn(
             xp, a, b, bounds, weight.shape[0], weight.dtype)
-    grad = xp.zeros_like(weight)
+    grad = xp.empty_like(weight)
+    if len(active) < weight.shape[0]:
+        grad[np.nonzero(np.diff(bounds) == 0)[0]] = 0
     for e in active:
         s, t = bounds[e], bounds[e + 1]
         xp.matmul(a[s:t].T, b[s:t], out=grad[e])
     return grad
+
+
+def _combine(xp, rows, inverse, n, k, dropped):
+    """``[N, d]``: the sum over each token's k slots of ``rows`` (one per dispatched pair, in
+    sorted order); ``inverse`` maps each (token, slot) pair to its row, dropped pairs to
+    ``len(rows)``, a zero row appended when there are any (a gather: no zero fill, no scatter)."""
+    if dropped:
+        rows = xp.concatenate([rows, xp.zeros((1, rows.shape[1]), rows.dtype)])
+    return rows[inverse].reshape(n, k, rows.shape[1]).sum(axis=1)
 
 
 class MoEExperts(Function):
@@ -59,9 +71,12 @@ class MoEExperts(Function):
         num_experts, two_i, d = gate_up_proj.shape
         inter = two_i // 2
         flat_ids = topk_ids.reshape(-1)
-        order = xp.argsort(flat_ids, kind="stable")
+        sorted_pairs = xp.argsort(flat_ids, kind="stable")
         dropped = int((flat_ids < 0).sum())
-        order = order[dropped:]
+        order = sorted_pairs[dropped:]
+        inverse = xp.empty(n * k, dtype=order.dtype)
+        inverse[order] = xp.arange(order.shape[0], dtype=order.dtype)
+        inverse[sorted_pairs[:dropped]] = order.shape[0]
         counts = backends.to_host(xp.bincount(flat_ids[order], minlength=num_experts))
         bounds = np.concatenate([[0], np.cumsum(counts)])
         active = np.nonzero(counts)[0].tolist()
@@ -72,17 +87,17 @@ class MoEExperts(Function):
         act, _ = _act_and_grad(xp, activation, h[:, :inter], False)
         a = act * h[:, inter:]
         y_g = _expert_matmul(xp, a, down_proj, bounds, active)
-        pairs = xp.zeros((n * k, d), dtype=hidden.dtype)
-        pairs[order] = y_g * w_g[:, None]
         ctx.save_for_backward(hidden, topk_weights, gate_up_proj, down_proj)
-        ctx.dispatch = (order, tokens, bounds, active, h, a, y_g, activation)
-        return pairs.reshape(n, k, d).sum(axis=1)
+        ctx.dispatch = (order, inverse, dropped, tokens, bounds, active, x_g, h, a, y_g,
+                        activation)
+        return _combine(xp, y_g * w_g[:, None], inverse, n, k, dropped)
 
     @staticmethod
     def backward(ctx, grad_out):
         xp = ctx.xp
         hidden, topk_weights, gate_up_proj, down_proj = ctx.saved_tensors
-        order, tokens, bounds, active, h, a, y_g, activation = ctx.dispatch
+        order, inverse, dropped, tokens, bounds, active, x_g, h, a, y_g, activation = \
+            ctx.dispatch
         need_x, _, need_w, need_gu, need_down, _ = ctx.needs_input_grad
         n, k = topk_weights.shape
         inter = gate_up_proj.shape[1] // 2
@@ -100,16 +115,16 @@ class MoEExperts(Function):
         da = _expert_matmul(xp, dy, down_proj, bounds, active, transpose=False)
         gate, up = h[:, :inter], h[:, inter:]
         act, dact = _act_and_grad(xp, activation, gate, True)
-        dh = xp.concatenate([da * up * dact, da * act], axis=1).astype(h.dtype, copy=False)
-        grad_gu = _expert_weight_grad(xp, dh, hidden[tokens], bounds, active, gate_up_proj) \
+        dh = xp.empty(h.shape, h.dtype)
+        xp.multiply(da, up, out=dh[:, :inter])
+        dh[:, :inter] *= dact
+        xp.multiply(da, act, out=dh[:, inter:])
+        grad_gu = _expert_weight_grad(xp, dh, x_g, bounds, active, gate_up_proj) \
             if need_gu else None
-        dx_g = _expert_matmul(xp, dh, gate_up_proj, bounds, active, transpose=False) \
-            if need_x else None
         grad_x = None
         if need_x:
-            pairs = xp.zeros((n * k, hidden.shape[1]), dtype=hidden.dtype)
-            pairs[order] = dx_g
-            grad_x = pairs.reshape(n, k, hidden.shape[1]).sum(axis=1)
+            dx_g = _expert_matmul(xp, dh, gate_up_proj, bounds, active, transpose=False)
+            grad_x = _combine(xp, dx_g, inverse, n, k, dropped)
         return grad_x, None, grad_w, grad_gu, grad_down, None
 
 
