@@ -17,7 +17,7 @@ from ..backends import parallel
 
 __all__ = ["BLOCK", "Update", "adam_update", "sgd_update", "run"]
 
-BLOCK = 1 << 15  # elements per block: a block of every array of one update fits in L2
+BLOCK = 1 << 16  # elements per block (Adam on 17.5M parameters, 1 thread: 32K 26, 64K 25, 128K 27 ms)
 
 
 class Update:
@@ -73,17 +73,19 @@ def _overlap(updates):
 
 def _run_blocks(updates):
     flat = [[a.reshape(-1) for a in u.arrays] for u in updates]
-    blocks = [(u, arrays, s, min(BLOCK, arrays[0].size - s))
+    blocks = [(u.kernel, arrays, u.dtype, u.n_scratch, u.hyper, s,
+               min(BLOCK, arrays[0].size - s))
               for u, arrays in zip(updates, flat) for s in range(0, arrays[0].size, BLOCK)]
 
     def part(start, stop):
         scratch = {}
-        for u, arrays, s, c in blocks[start:stop]:
-            work = scratch.get(u.dtype)
+        for kernel, arrays, dtype, n, hyper, s, c in blocks[start:stop]:
+            work = scratch.get(dtype)
             if work is None:
-                work = scratch[u.dtype] = [np.empty(BLOCK, u.dtype) for _ in range(3)]
-            u.kernel(np, *(a[s:s + c] for a in arrays), *(t[:c] for t in work[:u.n_scratch]),
-                     *u.hyper)
+                work = scratch[dtype] = [np.empty(BLOCK, dtype) for _ in range(3)]
+            e = s + c
+            kernel(np, *[a[s:e] for a in arrays],
+                   *(work[:n] if c == BLOCK else [t[:c] for t in work[:n]]), *hyper)
 
     parallel.parallel_for(len(blocks), part, cost=BLOCK)
 
