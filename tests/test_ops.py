@@ -33,3 +33,17 @@ def test_gradcheck_float64(info, idx, sample):
     for pos, analytic, numeric in pairs:
         np.testing.assert_allclose(analytic, numeric, atol=info.grad_atol, rtol=info.grad_rtol,
                                    err_msg=f"{info.name}: gradient of argument {pos}")
+
+
+def test_stacked_matmul_hands_blas_transposed_views_and_copies_other_layouts():
+    """Transposed views go to BLAS as they are (a copy costs more than BLAS's transposed
+    read); broadcast or strided-column operands, which NumPy would multiply outside BLAS, are
+    copied to C order."""
+    from genesis.ops.linalg import _blas_layout
+    x = np.ones((2, 3, 5, 4), np.float32)
+    for view in (x, x.swapaxes(-1, -2), x[:, 1:]):
+        assert _blas_layout(np, view) is view
+    for odd in (x[..., ::2], np.broadcast_to(np.ones((1, 4), np.float32), (5, 4)),
+                np.broadcast_to(x[:, :, :1], x.shape)):
+        fixed = _blas_layout(np, odd)
+        assert fixed.flags.c_contiguous and np.array_equal(fixed, odd)

@@ -45,12 +45,25 @@ def _matmul(xp, a, b):
     if b.ndim == 2 and a.ndim > 2:
         out = (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[1],))
     elif a.ndim > 2 or b.ndim > 2:
-        # NumPy runs stacked products of non-contiguous (e.g. transposed) operands in a slow
-        # non-BLAS loop (25x slower for attention scores); a contiguous copy is cheap.
-        out = xp.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b))
+        out = xp.matmul(_blas_layout(xp, a), _blas_layout(xp, b))
     else:
         out = xp.matmul(a, b)
     return out.astype(a.dtype, copy=False)
+
+
+def _blas_layout(xp, x):
+    """``x`` when BLAS reads its matrices in place (rows or columns unit-stride, NumPy's own
+    test), else a C-contiguous copy: NumPy runs stacked products of other layouts (broadcast
+    or strided columns) in a slow non-BLAS loop. Transposed views need no copy."""
+    if x.ndim < 2:
+        return x
+    item = x.itemsize
+    row, col = x.strides[-2:]
+    m, n = x.shape[-2:]
+    if (col == item and row % item == 0 and row >= n * item) or \
+            (row == item and col % item == 0 and col >= m * item):
+        return x
+    return xp.ascontiguousarray(x)
 
 
 class MatMul(Function):

@@ -28,6 +28,9 @@ def _matmul_samples(rng):
         Sample(randn(rng, 4), randn(rng, 2, 4, 3), name="vec_batch"),
         Sample(randn(rng, 2, 3, 4), randn(rng, 4), name="batch_vec"),
         Sample(noncontig(rng, 3, 4), noncontig(rng, 4, 2), name="noncontig"),
+        Sample(randn(rng, 2, 4, 3).swapaxes(-1, -2), randn(rng, 2, 5, 4).swapaxes(-1, -2),
+               name="batch_transposed"),
+        Sample(noncontig(rng, 2, 3, 4), randn(rng, 2, 4, 6)[..., ::2], name="batch_strided"),
         Sample(randn(rng, 0, 3), randn(rng, 3, 2), name="empty_rows"),
         Sample(randn(rng, 2, 0), randn(rng, 0, 3), name="empty_inner"),
     ]
