@@ -45,7 +45,7 @@ def _expert_weight_grad(xp, a, b, bounds, active, weight):
             xp, a, b, bounds, weight.shape[0], weight.dtype)
     grad = xp.empty_like(weight)
     if len(active) < weight.shape[0]:
-        grad[np.nonzero(np.diff(bounds) == 0)[0]] = 0
+        grad[xp.asarray(np.nonzero(np.diff(bounds) == 0)[0])] = 0
     for e in active:
         s, t = bounds[e], bounds[e + 1]
         xp.matmul(a[s:t].T, b[s:t], out=grad[e])
