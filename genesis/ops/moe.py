@@ -84,19 +84,20 @@ class MoEExperts(Function):
         x_g = hidden[tokens]
         w_g = topk_weights.reshape(-1)[order]
         h = _expert_matmul(xp, x_g, gate_up_proj, bounds, active)
-        act, _ = _act_and_grad(xp, activation, h[:, :inter], False)
+        need_dh = ctx.needs_input_grad[0] or ctx.needs_input_grad[3]
+        act, dact = _act_and_grad(xp, activation, h[:, :inter], need_dh)
         a = act * h[:, inter:]
         y_g = _expert_matmul(xp, a, down_proj, bounds, active)
         ctx.save_for_backward(hidden, topk_weights, gate_up_proj, down_proj)
         ctx.dispatch = (order, inverse, dropped, tokens, bounds, active, x_g, h, a, y_g,
-                        activation)
+                        act, dact)
         return _combine(xp, y_g * w_g[:, None], inverse, n, k, dropped)
 
     @staticmethod
     def backward(ctx, grad_out):
         xp = ctx.xp
         hidden, topk_weights, gate_up_proj, down_proj = ctx.saved_tensors
-        order, inverse, dropped, tokens, bounds, active, x_g, h, a, y_g, activation = \
+        order, inverse, dropped, tokens, bounds, active, x_g, h, a, y_g, act, dact = \
             ctx.dispatch
         need_x, _, need_w, need_gu, need_down, _ = ctx.needs_input_grad
         n, k = topk_weights.shape
@@ -113,8 +114,7 @@ class MoEExperts(Function):
         grad_down = _expert_weight_grad(xp, dy, a, bounds, active, down_proj) if need_down \
             else None
         da = _expert_matmul(xp, dy, down_proj, bounds, active, transpose=False)
-        gate, up = h[:, :inter], h[:, inter:]
-        act, dact = _act_and_grad(xp, activation, gate, True)
+        up = h[:, inter:]
         dh = xp.empty(h.shape, h.dtype)
         xp.multiply(da, up, out=dh[:, :inter])
         dh[:, :inter] *= dact
