@@ -32,8 +32,8 @@ _LOWER, _FP32, _FP32_OPT_DTYPE, _PROMOTE = "lower", "fp32", "fp32_opt_dtype", "p
 # float32 there. ``cat``/``stack`` (CPU ``promote``) already promote without autocast.
 POLICIES = {
     "cuda": {
-        **dict.fromkeys(("matmul", "mm", "bmm", "einsum", "linear", "scaled_dot_product_attention",
-                         "moe_experts"), _LOWER),
+        **dict.fromkeys(("matmul", "mm", "bmm", "einsum", "linear", "merged_linear",
+                         "scaled_dot_product_attention", "moe_experts"), _LOWER),
         **dict.fromkeys(("exp", "expm1", "log", "log2", "log10", "log1p", "reciprocal", "rsqrt",
                          "tan", "pow", "softplus", "layer_norm", "rms_norm", "normalize",
                          "nll_loss", "cross_entropy", "l1_loss", "mse_loss",
@@ -43,8 +43,8 @@ POLICIES = {
         **dict.fromkeys(("dot", "scatter_add"), _PROMOTE),
     },
     "cpu": {
-        **dict.fromkeys(("matmul", "mm", "bmm", "einsum", "linear", "scaled_dot_product_attention",
-                         "moe_experts"), _LOWER),
+        **dict.fromkeys(("matmul", "mm", "bmm", "einsum", "linear", "merged_linear",
+                         "scaled_dot_product_attention", "moe_experts"), _LOWER),
         **dict.fromkeys(("prod", "mse_loss", "nll_loss", "cross_entropy", "l1_loss",
                          "binary_cross_entropy_with_logits"), _FP32),
     },
