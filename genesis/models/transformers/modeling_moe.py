@@ -12,6 +12,7 @@ Pre-norm residual blocks, RoPE in the rotate-half convention, grouped-query atte
 ``F.scaled_dot_product_attention``, SwiGLU FFNs and a sparse block whose experts run through the
 fused sorted-dispatch op ``genesis.moe_experts`` (one matmul per active expert, DESIGN rule 4).
 """
+import copy
 import dataclasses
 import os
 from typing import Any, Optional
@@ -23,6 +24,7 @@ from ...creation import ones, rand, zeros
 from ...nn import Embedding, Linear, Module, ModuleList, Parameter
 from ...nn import functional as F
 from ...nn import init
+from ...ops.projection import pack_rows
 from ...tensor import Tensor
 from .configuration_moe import MoEConfig
 from .configuration_moe import check_memory as _check_memory
@@ -141,6 +143,65 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     return ops.rotary_embedding(q, cos, sin), ops.rotary_embedding(k, cos, sin)
 
 
+class MergedProjections:
+    """Linear layers of one module that read the same input, run as one GEMM
+    (``ops.merged_linear``: fused QKV, fused gate/up).
+
+    The layers stay ordinary ``Linear`` children with HF names, so state dicts, checkpoints and
+    optimizers see separate parameters; their weights (and biases) are packed as consecutive
+    row blocks of one array, so the merged GEMM reads them without a copy and every in-place
+    update (optimizer step, ``load_state_dict``, checkpoint loading) is seen at once. When a
+    layer was replaced, carries hooks, or its parameters no longer hold the packed views, the
+    layers run one by one or their current weights are concatenated: always the same result.
+    """
+
+    def __init__(self, owner, names):
+        self.names = names
+        self.weight_rows = self.bias_rows = None
+        self.pack(owner)
+
+    def _layers(self, owner):
+        return [owner._modules[name] for name in self.names]
+
+    def pack(self, owner):
+        """Place the layers' weights (and biases) in one array each (their storage changes)."""
+        layers = self._layers(owner)
+        self.weight_rows = pack_rows([layer.weight for layer in layers])
+        biases = [layer.bias for layer in layers]
+        self.bias_rows = pack_rows(biases) if all(b is not None for b in biases) else None
+
+    def converted(self, owner):
+        """Whether every packed tensor now holds another array (``Module.to`` converted them
+        all), so that packing them again aliases nothing anyone holds."""
+        if self.weight_rows is None:
+            return False
+        layers = self._layers(owner)
+        pairs = [(layer.weight, self.weight_rows) for layer in layers]
+        if self.bias_rows is not None:
+            pairs += [(layer.bias, self.bias_rows) for layer in layers]
+        return all(t is not None and not any(t._array is v for v in rows.views)
+                   for t, rows in pairs)
+
+    def __deepcopy__(self, memo):
+        new = copy.copy(self)
+        new.weight_rows = new.bias_rows = None  # the copy's tensors are not views of a pack
+        return new
+
+    def __call__(self, owner, x):
+        """``cat([layer(x) for layer in layers], dim=-1)``."""
+        layers = self._layers(owner)
+        if not all(type(m) is Linear and not m._forward_hooks and not m._forward_pre_hooks
+                   for m in layers):
+            return ops.cat([m(x) for m in layers], dim=-1)
+        biases = [m.bias for m in layers]
+        if any(b is None for b in biases):
+            if not all(b is None for b in biases):
+                return ops.cat([m(x) for m in layers], dim=-1)
+            biases = None
+        return ops.merged_linear(x, [m.weight for m in layers], biases, self.weight_rows,
+                                 self.bias_rows)
+
+
 class MoEAttention(Module):
     """Multi-head attention with grouped KV heads, RoPE, padding masks and a KV cache."""
 
@@ -158,16 +219,21 @@ class MoEAttention(Module):
         self.k_proj = Linear(d, self.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = Linear(d, self.num_key_value_heads * self.head_dim, bias=bias)
         self.o_proj = Linear(self.num_heads * self.head_dim, d, bias=config.attention_out_bias)
+        self.qkv = MergedProjections(self, ("q_proj", "k_proj", "v_proj"))
 
     def forward(self, hidden_states, position_embeddings, attention_mask=None, is_causal=True,
                 past_key_values=None):
-        """``[B, S, d]`` -> ``[B, S, d]``; ``attention_mask`` is additive ``[B, 1, S, KV]``."""
+        """``[B, S, d]`` -> ``[B, S, d]``; ``position_embeddings``: RoPE ``(cos, sin)``, each
+        ``[B, 1, S, D]``; ``attention_mask`` is additive ``[B, 1, S, KV]``.
+
+        q, k and v come from one GEMM, and RoPE rotates the query and key heads in one op."""
         bsz, seq, _ = hidden_states.shape
-        q = self.q_proj(hidden_states).view(bsz, seq, -1, self.head_dim).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(bsz, seq, -1, self.head_dim).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(bsz, seq, -1, self.head_dim).transpose(1, 2)
+        qkv = self.qkv(self, hidden_states).view(bsz, seq, -1, self.head_dim).transpose(1, 2)
+        qk, v = qkv.split([self.num_heads + self.num_key_value_heads,
+                           self.num_key_value_heads], dim=1)
         cos, sin = position_embeddings
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        q, k = ops.rotary_embedding(qk, cos, sin).split([self.num_heads,
+                                                          self.num_key_value_heads], dim=1)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
         out = F.scaled_dot_product_attention(
@@ -193,10 +259,11 @@ class DenseFFN(Module):
         self.gate_proj = Linear(d, inter, bias=config.mlp_bias)
         self.up_proj = Linear(d, inter, bias=config.mlp_bias)
         self.down_proj = Linear(inter, d, bias=config.mlp_bias)
+        self.gate_up = MergedProjections(self, ("gate_proj", "up_proj"))
 
     def forward(self, x):
-        """Apply the FFN to the last dimension."""
-        gate, up = self.gate_proj(x), self.up_proj(x)
+        """Apply the FFN to the last dimension (gate and up projections as one GEMM)."""
+        gate, up = self.gate_up(self, x).chunk(2, dim=-1)
         if self.hidden_act in ("silu", "swish"):
             return self.down_proj(F.silu_and_mul(gate, up))
         return self.down_proj(_DENSE_ACTS[self.hidden_act](gate) * up)
@@ -319,6 +386,16 @@ class MoEPreTrainedModel(Module):
         """Initialise every weight with ``_init_weights``."""
         self.apply(self._init_weights)
 
+    def to(self, *args, **kwargs):
+        """``Module.to``, then the merged projections whose weights it converted are packed
+        again (``MergedProjections``), so the converted model keeps its fused GEMMs."""
+        super().to(*args, **kwargs)
+        for module in self.modules():
+            for merged in vars(module).values():
+                if isinstance(merged, MergedProjections) and merged.converted(module):
+                    merged.pack(module)
+        return self
+
     def update_router_state(self, optimizer=None, generator=None):
         """Call once after each ``optimizer.step()``: every router applies what the training
         forwards since the last call recorded (the Genesis router: cost potential, centroids,
@@ -408,7 +485,8 @@ class MoEModel(MoEPreTrainedModel):
                                         device=inputs_embeds.device)
         mask, is_causal, token_mask = self._attention_mask(attention_mask, bsz, seq, past,
                                                            inputs_embeds)
-        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
+        position_embeddings = tuple(t.unsqueeze(1)
+                                    for t in self.rotary_emb(inputs_embeds, position_ids))
         hidden = inputs_embeds
         routings = []
         for layer in self.layers:
