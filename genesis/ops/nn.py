@@ -518,7 +518,11 @@ def dropout(input, p=0.5, training=True):
 
 
 class ScaledDotProductAttention(Function):
-    """softmax(q k^T * scale + mask) v, saving the probabilities for the backward."""
+    """softmax(q k^T * scale + mask) v, saving the probabilities for the backward.
+
+    Grouped-query attention never repeats keys and values: the query heads sharing a key/value
+    head are one extra batch axis (``[..., H_kv, n_rep, L, E]`` against ``[..., H_kv, 1, S,
+    E]``), so one decoding query is a matvec over the cache per key/value head."""
 
     @staticmethod
     def forward(ctx, q, k, v, mask, is_causal, scale, dropout_p, n_rep):
@@ -532,24 +536,19 @@ class ScaledDotProductAttention(Function):
             ctx.save_for_backward(q, k, v, out, lse)
             ctx.meta = scale
             return out
-        ke, ve = (xp.repeat(k, n_rep, axis=-3), xp.repeat(v, n_rep, axis=-3)) if n_rep > 1 \
-            else (k, v)
-        s = opmath(_matmul(xp, q, xp.swapaxes(ke, -1, -2))) * scale
-        if mask is not None:
-            s = xp.where(mask, s, -math.inf) if mask.dtype == bool else s + mask
-        if is_causal:
-            s = xp.where(xp.tri(s.shape[-2], s.shape[-1], dtype=bool), s, -math.inf)
-        m = s.max(axis=-1, keepdims=True) if s.size else s
-        m = xp.where(m == -math.inf, 0, m)
-        e = xp.exp(s - m)
-        total = e.sum(axis=-1, keepdims=True)
-        probs = e / xp.where(total == 0, 1, total)
-        keep = _keep_mask(ctx, probs.shape, dropout_p) if dropout_p > 0 else None
-        used = _apply_keep(xp, probs, keep, dropout_p)
-        ctx.save_for_backward(q, k, v, probs, keep)
+        qg, kg, vg = _grouped(xp, q, n_rep), _kv_grouped(xp, k, n_rep), _kv_grouped(xp, v, n_rep)
+        if is_causal and mask is None and dropout_p == 0 and q.shape[-2] >= 2 * CAUSAL_BLOCK \
+                and not any(ctx.needs_input_grad):
+            return _ungrouped(_causal_blocks(xp, qg, kg, vg, scale, q.dtype), n_rep)
+        s = _probs(xp, qg, kg, None if mask is None else _grouped(xp, mask, n_rep), is_causal,
+                   scale)
+        keep = _keep_mask(ctx, s.shape, dropout_p) if dropout_p > 0 else None
+        used = _apply_keep(xp, s, keep, dropout_p)
+        ctx.save_for_backward(q, k, v, s, keep)
         ctx.meta = (mask.shape if mask is not None and mask.dtype != bool else None, scale,
                     dropout_p, n_rep)
-        return _matmul(xp, used.astype(q.dtype, copy=False), ve)
+        out = _bmm(xp, used.astype(q.dtype, copy=False), vg)
+        return out.reshape(out.shape[:-4] + (-1,) + out.shape[-2:]) if n_rep > 1 else out
 
     @staticmethod
     def backward(ctx, g):
@@ -560,28 +559,111 @@ class ScaledDotProductAttention(Function):
             return gq, gk, gv, None, None, None, None, None
         q, k, v, probs, keep = ctx.saved_tensors
         mask_shape, scale, dropout_p, n_rep = ctx.meta
-        ke, ve = (xp.repeat(k, n_rep, axis=-3), xp.repeat(v, n_rep, axis=-3)) if n_rep > 1 \
-            else (k, v)
+        qg, kg, vg = _grouped(xp, q, n_rep), _kv_grouped(xp, k, n_rep), _kv_grouped(xp, v, n_rep)
+        gg = _grouped(xp, g, n_rep)
         nq, nk, nv, nm = ctx.needs_input_grad[:4]
         used = _apply_keep(xp, probs, keep, dropout_p).astype(q.dtype, copy=False)
-        gv = _matmul(xp, xp.swapaxes(used, -1, -2), g) if nv else None
-        gp = _apply_keep(xp, opmath(_matmul(xp, g, xp.swapaxes(ve, -1, -2))), keep, dropout_p)
+        gv = _bmm(xp, xp.swapaxes(used, -1, -2), gg) if nv else None
+        gp = _apply_keep(xp, opmath(_bmm(xp, gg, xp.swapaxes(vg, -1, -2))), keep, dropout_p)
         gs = probs * (gp - (gp * probs).sum(axis=-1, keepdims=True))
         gs = gs.astype(q.dtype, copy=False)
-        gm = unbroadcast(gs, mask_shape) if nm and mask_shape is not None else None
+        gm = unbroadcast(_ungrouped(gs, n_rep), mask_shape) if nm and mask_shape is not None \
+            else None
         gs = gs * scale
-        gq = unbroadcast(_matmul(xp, gs, ke), q.shape) if nq else None
-        gk = _matmul(xp, xp.swapaxes(gs, -1, -2), q) if nk else None
+        gq = unbroadcast(_ungrouped(_bmm(xp, gs, kg), n_rep), q.shape) if nq else None
+        gk = _bmm(xp, xp.swapaxes(gs, -1, -2), qg) if nk else None
         return (gq, _fold_heads(gk, k.shape, n_rep), _fold_heads(gv, v.shape, n_rep), gm,
                 None, None, None, None)
 
 
+def _bmm(xp, a, b):
+    """Batched ``a @ b`` in ``a``'s dtype; NumPy operands are copied only when BLAS cannot read
+    their matrices as they are (no unit stride), so cache views and transposes cost nothing."""
+    if xp is np:
+        a, b = _blas_readable(a), _blas_readable(b)
+        return np.matmul(a, b).astype(a.dtype, copy=False)
+    return _matmul(xp, a, b)
+
+
+def _blas_readable(x):
+    if x.ndim < 2 or x.itemsize in (x.strides[-1], x.strides[-2]):
+        return x
+    return np.ascontiguousarray(x)
+
+
+CAUSAL_BLOCK = 64  # query rows per block of causal attention without autograd
+
+
+def _probs(xp, q, k, mask, is_causal, scale, row0=0):
+    """Attention probabilities (opmath dtype) of the query rows ``row0, row0 + 1, ...``;
+    causal: row ``i`` sees the keys ``j <= i``."""
+    s = opmath(_bmm(xp, q, xp.swapaxes(k, -1, -2)))
+    s *= scale
+    if mask is not None:
+        if mask.dtype == bool:
+            s = xp.where(mask, s, -math.inf)
+        else:
+            s += mask
+    if is_causal:
+        s = xp.where(xp.tri(s.shape[-2], s.shape[-1], k=row0, dtype=bool), s, -math.inf)
+    _softmax_rows_(xp, s)
+    return s
+
+
+def _causal_blocks(xp, q, k, v, scale, dtype):
+    """Causal attention when no gradient is needed: the query rows in blocks, each reading only
+    the keys it can see (about half the scores of the full matrix, none of them kept)."""
+    rows, keys = q.shape[-2], k.shape[-2]
+    out = None
+    for r0 in range(0, rows, CAUSAL_BLOCK):
+        r1 = min(r0 + CAUSAL_BLOCK, rows)
+        end = min(r1, keys)
+        probs = _probs(xp, q[..., r0:r1, :], k[..., :end, :], None, True, scale, r0)
+        block = _bmm(xp, probs.astype(dtype, copy=False), v[..., :end, :])
+        if out is None:
+            out = xp.empty(block.shape[:-2] + (rows, block.shape[-1]), dtype=block.dtype)
+        out[..., r0:r1, :] = block
+    return out
+
+
+def _grouped(xp, x, n_rep):
+    """``[..., H, L, X]`` as ``[..., H / n_rep, n_rep, L, X]`` (a view); a size-1 or absent head
+    axis gains a size-1 group axis (it broadcasts)."""
+    if n_rep == 1 or x.ndim < 3:
+        return x
+    if x.shape[-3] == 1:
+        return xp.expand_dims(x, -3)
+    return x.reshape(x.shape[:-3] + (x.shape[-3] // n_rep, n_rep) + x.shape[-2:])
+
+
+def _kv_grouped(xp, x, n_rep):
+    """Keys or values ``[..., H_kv, S, X]`` as ``[..., H_kv, 1, S, X]`` (grouped queries)."""
+    return xp.expand_dims(x, -3) if n_rep > 1 else x
+
+
+def _ungrouped(x, n_rep):
+    """Undo ``_grouped``'s split of the head axis (``[..., H_kv, n_rep, L, X]`` -> ``[..., H,
+    L, X]``)."""
+    return x.reshape(x.shape[:-4] + (-1,) + x.shape[-2:]) if n_rep > 1 else x
+
+
+def _softmax_rows_(xp, s):
+    """Softmax over the last axis in place; rows that are all ``-inf`` become zeros."""
+    m = s.max(axis=-1, keepdims=True) if s.size else s[..., :1]
+    m[m == -math.inf] = 0
+    s -= m
+    xp.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    total[total == 0] = 1
+    s /= total
+
+
 def _fold_heads(g, shape, n_rep):
-    """Sum the gradient of repeated (GQA) heads back onto the shared key/value heads."""
+    """Sum the gradient of the grouped query heads back onto the shared key/value heads."""
     if g is None:
         return None
     if n_rep > 1:
-        g = g.reshape(g.shape[:-3] + (g.shape[-3] // n_rep, n_rep) + g.shape[-2:]).sum(axis=-3)
+        g = g.sum(axis=-3)
     return unbroadcast(g, shape)
 
 
