@@ -236,32 +236,116 @@ def bench_adamw(size, torch, transformers, repeat):
              "ms", 1.0)]
 
 
-def bench_decode(size, torch, transformers, repeat, new_tokens=32, prompt=16):
-    """Row: greedy decoding with the KV cache (tokens/s shown as ms per token)."""
+def memory_bandwidth(mib=256, repeat=5):
+    """This machine's memory read rate in GB/s: a float32 matrix-vector product over ``mib`` MiB
+    (far beyond the caches), NumPy's BLAS with its default threads."""
+    cols = 4096
+    w = np.ones((mib * 2 ** 20 // (4 * cols), cols), np.float32)
+    x = np.ones(cols, np.float32)
+    return w.nbytes / _best(lambda: w @ x, repeat, 1) / 1e9
+
+
+def decode_bytes_per_token(model):
+    """Bytes of weights one decoding step reads: every parameter once, except the token
+    embedding (one row; all of it when ``lm_head`` shares it) and the routed experts (the
+    ``num_experts_per_tok`` share of them)."""
+    from .models.transformers import MoEExperts
+    embedding = model.get_input_embeddings().weight
+    tied = embedding is model.get_output_embeddings().weight
+    scale = {}
+    for module in model.modules():
+        if isinstance(module, MoEExperts):
+            for p in module.parameters():
+                scale[id(p)] = model.config.num_experts_per_tok / module.num_experts
+    total, seen = 0.0, set()
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        nbytes = p._array.nbytes
+        if p is embedding and not tied:
+            nbytes //= p.shape[0]
+        total += nbytes * scale.get(id(p), 1.0)
+    return total
+
+
+def _decode_models(size, path, torch, transformers):
+    """(name, genesis model, HF model or None, notes) for the checkpoint at ``path`` or, without
+    one, the bench model."""
+    if path is None:
+        model, hf = _models(size, torch, transformers)
+        return "the bench model", model, hf, []
+    from .models.transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(path)
+    hf, notes = None, []
+    if transformers is not None:
+        try:
+            hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        except Exception as exc:  # noqa: BLE001  (reported, genesis is then timed alone)
+            notes.append(f"transformers could not load {path} ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); genesis timed alone")
+    return os.path.basename(os.path.normpath(path)), model, hf, notes
+
+
+def bench_decode(size, torch, transformers, repeat, model_path=None, new_tokens=64, prompt=8,
+                 prefill=256):
+    """Rows: greedy decoding with the KV cache (ms per decoded token: the time of ``new_tokens``
+    tokens less that of the first, over ``new_tokens - 1``) and the prefill of a ``prefill``-token
+    prompt (time to the first token), on the checkpoint at ``model_path`` or the bench model;
+    a note with tokens/s against the memory-bandwidth bound (the weights are read once per
+    token). No end-of-sequence stop on either side, so both generate every token."""
     import genesis
-    model, hf = _models(size, torch, transformers)
+    name, model, hf, notes = _decode_models(size, model_path, torch, transformers)
     model.eval()
-    ids = np.random.default_rng(1).integers(0, model.config.vocab_size, (1, prompt))
+    rng = np.random.default_rng(1)
+    vocab = model.config.vocab_size
+    short, long = rng.integers(0, vocab, (1, prompt)), rng.integers(0, vocab, (1, prefill))
     out = {}
 
-    def g_run():
-        with genesis.no_grad():
-            out["g"] = model.generate(genesis.tensor(ids), max_new_tokens=new_tokens).numpy()
+    def g_gen(ids, n):
+        return lambda: out.__setitem__(("g", ids.shape[1], n), model.generate(
+            genesis.tensor(ids), max_new_tokens=n, eos_token_id=[]).numpy())
 
-    t_run = None
+    def t_gen(ids, n):
+        if hf is None:
+            return None
+
+        def run():
+            with torch.no_grad():
+                out["t", ids.shape[1], n] = hf.generate(
+                    torch.tensor(ids), max_new_tokens=n, do_sample=False, eos_token_id=None,
+                    pad_token_id=0).numpy()
+        return run
+
     if hf is not None:
         hf.eval()
+    few = max(2, repeat // 2)
+    g_n, t_n = _pair(g_gen(short, new_tokens), t_gen(short, new_tokens), few, 1)
+    g_1, t_1 = _pair(g_gen(short, 1), t_gen(short, 1), few, 1)
+    g_pre, t_pre = _pair(g_gen(long, 1), t_gen(long, 1), repeat, 1)
 
-        def t_run():
-            with torch.no_grad():
-                out["t"] = hf.generate(torch.tensor(ids), max_new_tokens=new_tokens,
-                                       do_sample=False, pad_token_id=0).numpy()
+    def same(length, n):
+        if hf is None:
+            return ""
+        return " (same tokens)" if np.array_equal(out["g", length, n], out["t", length, n]) \
+            else " (tokens differ)"
 
-    g, t = _pair(g_run, t_run, max(1, repeat // 2), 1)
-    same = "" if t is None else (" (same tokens)" if np.array_equal(out["g"], out["t"]) else
-                                 " (tokens differ)")
-    return [(f"greedy decoding, KV cache, {new_tokens} tokens: ms/token{same}",
-             g / new_tokens * 1e3, None if t is None else t / new_tokens * 1e3, "ms", 0.5)]
+    g_tok = (g_n - g_1) / (new_tokens - 1)
+    t_tok = None if hf is None else (t_n - t_1) / (new_tokens - 1)
+    rows = [(f"greedy decoding, KV cache: ms/token{same(prompt, new_tokens)}", g_tok * 1e3,
+             None if t_tok is None else t_tok * 1e3, "ms", 0.5),
+            (f"prefill, {prefill}-token prompt: time to first token{same(prefill, 1)}",
+             g_pre * 1e3, None if t_pre is None else t_pre * 1e3, "ms", 0.8)]
+    per_token = decode_bytes_per_token(model)
+    bandwidth = memory_bandwidth()
+    bound = bandwidth * 1e9 / per_token
+    note = (f"decoding {name} ({new_tokens} tokens after {prompt}): genesis {1 / g_tok:.1f} "
+            f"tokens/s = {1 / g_tok / bound:.0%} of the bandwidth bound {bound:.1f} tokens/s "
+            f"({per_token / 1e6:.0f} MB of weights per token at {bandwidth:.1f} GB/s, matvec "
+            "over 256 MiB)")
+    if t_tok is not None:
+        note += f"; PyTorch {1 / t_tok:.1f} tokens/s = {1 / t_tok / bound:.0%}"
+    return rows, notes + [note]
 
 
 _MEMORY_CHILD = """
@@ -351,8 +435,9 @@ def _table(rows, notes):
     return "\n".join(lines + [f"  {n}" for n in notes])
 
 
-def run(only=BENCHES, size="full", repeat=5, out=print):
-    """Run the selected benchmarks and print the table; returns its rows."""
+def run(only=BENCHES, size="full", repeat=5, out=print, model_path=None):
+    """Run the selected benchmarks and print the table; returns its rows. ``model_path``: a
+    HF-style checkpoint directory the decoding rows use instead of the bench model."""
     import genesis
     from .backends import parallel
     torch, transformers = _torch()
@@ -377,7 +462,9 @@ def run(only=BENCHES, size="full", repeat=5, out=print):
         elif name == "adamw":
             rows += bench_adamw(size, torch, transformers, repeat)
         elif name == "decode":
-            rows += bench_decode(size, torch, transformers, repeat)
+            r, n = bench_decode(size, torch, transformers, repeat, model_path)
+            rows += r
+            notes += n
         elif name == "memory":
             rows += bench_memory(size, torch)
     out(_table(rows, notes))
@@ -395,6 +482,14 @@ def _bench_list(value):
     return names
 
 
+def _checkpoint_dir(value):
+    import argparse
+    if not os.path.isfile(os.path.join(value, "config.json")):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a checkpoint directory (no "
+                                         "config.json in it)")
+    return value
+
+
 def add_arguments(parser):
     """The ``genesis bench`` options."""
     parser.add_argument("--only", type=_bench_list, default=list(BENCHES),
@@ -406,6 +501,9 @@ def add_arguments(parser):
                         "measure (best kept; default 5, 2 with --quick)")
     parser.add_argument("--threads", type=number(int, 1), default=None,
                         help="genesis CPU threads for chunked ops (default: BLAS threads)")
+    parser.add_argument("--model", type=_checkpoint_dir, default=None, metavar="PATH",
+                        help="a HF-style checkpoint directory (Llama, Mixtral, Qwen2, ...) for "
+                        "the decode benchmark instead of the bench model")
 
 
 def main(args):
@@ -414,5 +512,8 @@ def main(args):
     if args.threads is not None:
         parallel.set_num_threads(args.threads)
     repeat = args.repeat or (2 if args.quick else 5)
-    run(args.only, "quick" if args.quick else "full", repeat)
+    if args.model is not None and "decode" not in args.only:
+        from .train.data import CLIError
+        raise CLIError("--model is used by the decode benchmark only; add decode to --only")
+    run(args.only, "quick" if args.quick else "full", repeat, model_path=args.model)
     return 0

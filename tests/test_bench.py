@@ -55,8 +55,14 @@ def test_quick_train_row_names_its_model_and_share_of_the_matmul_rate(monkeypatc
     (["bench", "--only", "ops,warp"], "unknown benchmark(s) warp"),
     (["bench", "--repeat", "0"], "argument --repeat: expected a finite integer >= 1, got 0"),
     (["bench", "--threads", "x"], "argument --threads: expected an integer, got 'x'"),
+    (["bench", "--model", "no/such/dir"], "'no/such/dir' is not a checkpoint directory"),
+    (["bench", "--only", "ops", "--model", "."], None),
 ])
-def test_bad_bench_arguments_give_one_line_error(argv, message):
+def test_bad_bench_arguments_give_one_line_error(argv, message, tmp_path):
+    if message is None:  # a real checkpoint directory, but no decode benchmark selected
+        (tmp_path / "config.json").write_text("{}")
+        argv = argv[:-1] + [str(tmp_path)]
+        message = "--model is used by the decode benchmark only; add decode to --only"
     proc = subprocess.run([sys.executable, "-m", "genesis", *argv], capture_output=True,
                           text=True)
     assert proc.returncode == 2
@@ -86,3 +92,43 @@ def test_moe_vs_dense_sweep_prints_break_even_and_plots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 tokens, train: measured from" in out
     assert png.stat().st_size > 0
+
+
+def _tiny(model_type, **extra):
+    import genesis
+    from genesis.models.transformers import MoEConfig, MoEForCausalLM
+    genesis.manual_seed(0)
+    return MoEForCausalLM(MoEConfig(model_type=model_type, vocab_size=50, hidden_size=16,
+                                    intermediate_size=24, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2,
+                                    max_position_embeddings=300, **extra))
+
+
+@pytest.mark.parametrize("model_type, extra", [
+    ("llama", {"tie_word_embeddings": True, "num_local_experts": 0}),
+    ("llama", {"tie_word_embeddings": False, "num_local_experts": 0}),
+    ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2})])
+def test_decode_bytes_per_token_counts_what_one_step_reads(model_type, extra):
+    model = _tiny(model_type, **extra)
+    embedding = model.model.embed_tokens.weight
+    experts = [p for m in model.modules() if type(m).__name__ == "MoEExperts"
+               for p in m.parameters()]
+    unique = {id(p): p for p in model.parameters()}.values()
+    full = sum(p.numel() * 4 for p in unique)
+    expected = full - sum(p.numel() * 4 for p in experts) / 2
+    if not extra.get("tie_word_embeddings", False):
+        expected -= embedding.numel() * 4 - embedding.shape[1] * 4
+    assert bench.decode_bytes_per_token(model) == pytest.approx(expected)
+
+
+def test_decode_rows_use_the_given_checkpoint(tmp_path):
+    _tiny("llama", tie_word_embeddings=True, num_local_experts=0).save_pretrained(tmp_path)
+    torch, transformers = bench._torch()
+    rows, notes = bench.bench_decode("quick", torch, transformers, 1, str(tmp_path),
+                                     new_tokens=4, prompt=3, prefill=20)
+    assert [r[0] for r in rows] == [
+        f"greedy decoding, KV cache: ms/token{' (same tokens)' if torch else ''}",
+        f"prefill, 20-token prompt: time to first token{' (same tokens)' if torch else ''}"]
+    assert [r[4] for r in rows] == [0.5, 0.8] and all(r[1] > 0 for r in rows)
+    assert notes[-1].startswith(f"decoding {tmp_path.name} (4 tokens after 3): genesis ")
+    assert "of the bandwidth bound" in notes[-1]
