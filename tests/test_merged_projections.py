@@ -184,5 +184,7 @@ def test_merged_linear_errors():
         genesis.merged_linear(x, [genesis.randn(3, 4), genesis.randn(3, 5)])
     with pytest.raises(ValueError, match="2 biases for 1 weights"):
         genesis.merged_linear(x, [genesis.randn(3, 4)], [genesis.randn(3), genesis.randn(3)])
-    with pytest.raises(RuntimeError, match=r"biases\[0\]"):
-        genesis.merged_linear(x, [genesis.randn(3, 4)], [genesis.randn(2)])
+    with pytest.raises(RuntimeError, match=r"biases\[1\] of shape \(2,\)"):
+        genesis.merged_linear(x, [genesis.randn(3, 4)] * 2, [genesis.randn(3), genesis.randn(2)])
+    with pytest.raises(TypeError, match=r"biases\[0\]"):
+        genesis.merged_linear(x, [genesis.randn(3, 4)], [None])

@@ -632,13 +632,13 @@ def _grouped(xp, x, n_rep):
     if n_rep == 1 or x.ndim < 3:
         return x
     if x.shape[-3] == 1:
-        return xp.expand_dims(x, -3)
+        return x[..., None, :, :]
     return x.reshape(x.shape[:-3] + (x.shape[-3] // n_rep, n_rep) + x.shape[-2:])
 
 
 def _kv_grouped(xp, x, n_rep):
     """Keys or values ``[..., H_kv, S, X]`` as ``[..., H_kv, 1, S, X]`` (grouped queries)."""
-    return xp.expand_dims(x, -3) if n_rep > 1 else x
+    return x[..., None, :, :] if n_rep > 1 else x
 
 
 def _ungrouped(x, n_rep):
@@ -648,13 +648,15 @@ def _ungrouped(x, n_rep):
 
 
 def _softmax_rows_(xp, s):
-    """Softmax over the last axis in place; rows that are all ``-inf`` become zeros."""
+    """Softmax over the last axis in place; rows that are all ``-inf`` become zeros (their max
+    is raised to the lowest finite value, their zero total to the smallest positive one)."""
+    info = np.finfo(s.dtype)
     m = s.max(axis=-1, keepdims=True) if s.size else s[..., :1]
-    m[m == -math.inf] = 0
+    xp.maximum(m, info.min, out=m)
     s -= m
     xp.exp(s, out=s)
     total = s.sum(axis=-1, keepdims=True)
-    total[total == 0] = 1
+    xp.maximum(total, info.tiny, out=total)
     s /= total
 
 
@@ -692,8 +694,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                              f"be a multiple of the key/value heads ({ks[-3]})")
         n_rep = qs[-3] // ks[-3]
     k_batch = ks[:-3] + ((ks[-3] * n_rep,) if key.ndim >= 3 else ())
-    batch = broadcast_shapes(op, qs[:-2], k_batch, what=f"batch dimensions of query {qs} and "
-                             f"key {ks} (grouped-query attention needs enable_gqa=True)")
+    batch = qs[:-2]
+    if batch != k_batch:
+        batch = broadcast_shapes(op, batch, k_batch, what=f"batch dimensions of query {qs} and "
+                                 f"key {ks} (grouped-query attention needs enable_gqa=True)")
     mask = attn_mask
     if mask is not None:
         if is_causal:

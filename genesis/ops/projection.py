@@ -9,6 +9,7 @@ blocks of one array so that the concatenation costs no copy while they remain th
 from ..amp.autocast_mode import autocast_op
 from ..autograd import Function
 from ..backends import xp_for
+from ..tensor import Tensor
 from ._nn_common import check_float as _check_float, opmath
 from .linalg import _matmul
 
@@ -103,9 +104,26 @@ def merged_linear(input, weights, biases=None, weight_rows=None, bias_rows=None)
     ``weight_rows``/``bias_rows``: ``PackedRows`` from ``pack_rows`` holding the weights'
     (biases') concatenation; used only while the tensors still hold its views, otherwise the
     arrays are concatenated for this call."""
+    _check_float("merged_linear", input)
+    weights = tuple(weights)
+    biases = () if biases is None else tuple(biases)
+    dtype = input.dtype
+    in_features = input._array.shape[-1] if input.ndim else None
+    ok = bool(weights) and (not biases or len(biases) == len(weights))
+    for w in weights:
+        ok = ok and isinstance(w, Tensor) and w.dtype is dtype and w.ndim == 2 \
+            and w._array.shape[1] == in_features
+    for b, w in zip(biases, weights):
+        ok = ok and isinstance(b, Tensor) and b.dtype is dtype \
+            and b._array.shape == w._array.shape[:1]
+    if not ok:
+        _explain(input, weights, biases)
+    return MergedLinear.apply(input, len(weights), weight_rows, bias_rows, *weights, *biases)
+
+
+def _explain(input, weights, biases):
+    """Raise the error that names what is wrong with ``merged_linear``'s arguments."""
     op = "merged_linear"
-    _check_float(op, input)
-    weights = list(weights)
     if not weights:
         raise ValueError(f"{op}: expected at least one weight, got none")
     for i, w in enumerate(weights):
@@ -117,14 +135,11 @@ def merged_linear(input, weights, biases=None, weight_rows=None, bias_rows=None)
         if w.dtype is not input.dtype:
             raise RuntimeError(f"{op}: expected input and weights[{i}] to have the same dtype, "
                                f"but got {input.dtype} and {w.dtype}")
-    biases = [] if biases is None else list(biases)
-    if biases:
-        if len(biases) != len(weights):
-            raise ValueError(f"{op}: got {len(biases)} biases for {len(weights)} weights")
-        for i, (b, w) in enumerate(zip(biases, weights)):
-            _check_float(op, b, f"biases[{i}]")
-            if tuple(b.shape) != (w.shape[0],) or b.dtype is not input.dtype:
-                raise RuntimeError(f"{op}: biases[{i}] of shape {tuple(b.shape)} and dtype "
-                                   f"{b.dtype} does not match out_features {w.shape[0]} and "
-                                   f"dtype {input.dtype}")
-    return MergedLinear.apply(input, len(weights), weight_rows, bias_rows, *weights, *biases)
+    if biases and len(biases) != len(weights):
+        raise ValueError(f"{op}: got {len(biases)} biases for {len(weights)} weights")
+    for i, (b, w) in enumerate(zip(biases, weights)):
+        _check_float(op, b, f"biases[{i}]")
+        if tuple(b.shape) != (w.shape[0],) or b.dtype is not input.dtype:
+            raise RuntimeError(f"{op}: biases[{i}] of shape {tuple(b.shape)} and dtype "
+                               f"{b.dtype} does not match out_features {w.shape[0]} and dtype "
+                               f"{input.dtype}")

@@ -190,16 +190,18 @@ class MergedProjections:
     def __call__(self, owner, x):
         """``cat([layer(x) for layer in layers], dim=-1)``."""
         layers = self._layers(owner)
-        if not all(type(m) is Linear and not m._forward_hooks and not m._forward_pre_hooks
-                   for m in layers):
-            return ops.cat([m(x) for m in layers], dim=-1)
-        biases = [m.bias for m in layers]
+        weights, biases = [], []
+        for m in layers:
+            if type(m) is not Linear or m._forward_hooks or m._forward_pre_hooks:
+                return ops.cat([m(x) for m in layers], dim=-1)
+            params = m._parameters
+            weights.append(params["weight"])
+            biases.append(params["bias"])
         if any(b is None for b in biases):
-            if not all(b is None for b in biases):
+            if any(b is not None for b in biases):  # some layers have a bias, others not
                 return ops.cat([m(x) for m in layers], dim=-1)
             biases = None
-        return ops.merged_linear(x, [m.weight for m in layers], biases, self.weight_rows,
-                                 self.bias_rows)
+        return ops.merged_linear(x, weights, biases, self.weight_rows, self.bias_rows)
 
 
 class MoEAttention(Module):
