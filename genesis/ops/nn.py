@@ -605,7 +605,10 @@ def _probs(xp, q, k, mask, is_causal, scale, row0=0):
         else:
             s += mask
     if is_causal:
-        s = xp.where(xp.tri(s.shape[-2], s.shape[-1], k=row0, dtype=bool), s, -math.inf)
+        rows, keys = s.shape[-2:]
+        start = min(row0 + 1, keys)  # the first key some row of this block must not see
+        hidden = ~xp.tri(rows, keys - start, k=row0 - start, dtype=bool)
+        xp.copyto(s[..., start:], -math.inf, where=hidden)
     _softmax_rows_(xp, s)
     return s
 
