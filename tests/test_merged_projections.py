@@ -188,3 +188,15 @@ def test_merged_linear_errors():
         genesis.merged_linear(x, [genesis.randn(3, 4)] * 2, [genesis.randn(3), genesis.randn(2)])
     with pytest.raises(TypeError, match=r"biases\[0\]"):
         genesis.merged_linear(x, [genesis.randn(3, 4)], [None])
+
+
+def test_attention_accepts_hf_and_broadcast_rope_tables():
+    model = _model()
+    attn = model.model.layers[0].self_attn
+    x = genesis.randn(8, 3, 24)  # batch 8 = query + key heads: [B, S, D] would broadcast
+    positions = np.arange(24).reshape(8, 3)
+    cos, sin = model.model.rotary_emb(x, genesis.tensor(positions))
+    with genesis.no_grad():
+        hf_layout = attn(x, (cos, sin), None, True, None).numpy()
+        ours = attn(x, (cos.unsqueeze(1), sin.unsqueeze(1)), None, True, None).numpy()
+    np.testing.assert_array_equal(hf_layout, ours)

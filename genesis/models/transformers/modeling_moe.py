@@ -226,7 +226,8 @@ class MoEAttention(Module):
     def forward(self, hidden_states, position_embeddings, attention_mask=None, is_causal=True,
                 past_key_values=None):
         """``[B, S, d]`` -> ``[B, S, d]``; ``position_embeddings``: RoPE ``(cos, sin)``, each
-        ``[B, 1, S, D]``; ``attention_mask`` is additive ``[B, 1, S, KV]``.
+        ``[B, 1, S, D]`` (or HF's ``[B, S, D]``); ``attention_mask`` is additive ``[B, 1, S,
+        KV]``.
 
         q, k and v come from one GEMM, and RoPE rotates the query and key heads in one op."""
         bsz, seq, _ = hidden_states.shape
@@ -234,6 +235,8 @@ class MoEAttention(Module):
         qk, v = qkv.split([self.num_heads + self.num_key_value_heads,
                            self.num_key_value_heads], dim=1)
         cos, sin = position_embeddings
+        if cos.ndim == 3:  # HF's [B, S, D] tables
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         q, k = ops.rotary_embedding(qk, cos, sin).split([self.num_heads,
                                                           self.num_key_value_heads], dim=1)
         if past_key_values is not None:
