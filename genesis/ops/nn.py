@@ -547,7 +547,7 @@ class ScaledDotProductAttention(Function):
         ctx.save_for_backward(q, k, v, s, keep)
         ctx.meta = (mask.shape if mask is not None and mask.dtype != bool else None, scale,
                     dropout_p, n_rep)
-        out = _bmm(xp, used.astype(q.dtype, copy=False), vg)
+        out = _matmul(xp, used.astype(q.dtype, copy=False), vg)
         return out.reshape(out.shape[:-4] + (-1,) + out.shape[-2:]) if n_rep > 1 else out
 
     @staticmethod
@@ -563,32 +563,17 @@ class ScaledDotProductAttention(Function):
         gg = _grouped(xp, g, n_rep)
         nq, nk, nv, nm = ctx.needs_input_grad[:4]
         used = _apply_keep(xp, probs, keep, dropout_p).astype(q.dtype, copy=False)
-        gv = _bmm(xp, xp.swapaxes(used, -1, -2), gg) if nv else None
-        gp = _apply_keep(xp, opmath(_bmm(xp, gg, xp.swapaxes(vg, -1, -2))), keep, dropout_p)
+        gv = _matmul(xp, xp.swapaxes(used, -1, -2), gg) if nv else None
+        gp = _apply_keep(xp, opmath(_matmul(xp, gg, xp.swapaxes(vg, -1, -2))), keep, dropout_p)
         gs = probs * (gp - (gp * probs).sum(axis=-1, keepdims=True))
         gs = gs.astype(q.dtype, copy=False)
         gm = unbroadcast(_ungrouped(gs, n_rep), mask_shape) if nm and mask_shape is not None \
             else None
         gs = gs * scale
-        gq = unbroadcast(_ungrouped(_bmm(xp, gs, kg), n_rep), q.shape) if nq else None
-        gk = _bmm(xp, xp.swapaxes(gs, -1, -2), qg) if nk else None
+        gq = unbroadcast(_ungrouped(_matmul(xp, gs, kg), n_rep), q.shape) if nq else None
+        gk = _matmul(xp, xp.swapaxes(gs, -1, -2), qg) if nk else None
         return (gq, _fold_heads(gk, k.shape, n_rep), _fold_heads(gv, v.shape, n_rep), gm,
                 None, None, None, None)
-
-
-def _bmm(xp, a, b):
-    """Batched ``a @ b`` in ``a``'s dtype; NumPy operands are copied only when BLAS cannot read
-    their matrices as they are (no unit stride), so cache views and transposes cost nothing."""
-    if xp is np:
-        a, b = _blas_readable(a), _blas_readable(b)
-        return np.matmul(a, b).astype(a.dtype, copy=False)
-    return _matmul(xp, a, b)
-
-
-def _blas_readable(x):
-    if x.ndim < 2 or x.itemsize in (x.strides[-1], x.strides[-2]):
-        return x
-    return np.ascontiguousarray(x)
 
 
 CAUSAL_BLOCK = 64  # query rows per block of causal attention without autograd
@@ -597,7 +582,7 @@ CAUSAL_BLOCK = 64  # query rows per block of causal attention without autograd
 def _probs(xp, q, k, mask, is_causal, scale, row0=0):
     """Attention probabilities (opmath dtype) of the query rows ``row0, row0 + 1, ...``;
     causal: row ``i`` sees the keys ``j <= i``."""
-    s = opmath(_bmm(xp, q, xp.swapaxes(k, -1, -2)))
+    s = opmath(_matmul(xp, q, xp.swapaxes(k, -1, -2)))
     s *= scale
     if mask is not None:
         if mask.dtype == bool:
@@ -622,7 +607,7 @@ def _causal_blocks(xp, q, k, v, scale, dtype):
         r1 = min(r0 + CAUSAL_BLOCK, rows)
         end = min(r1, keys)
         probs = _probs(xp, q[..., r0:r1, :], k[..., :end, :], None, True, scale, r0)
-        block = _bmm(xp, probs.astype(dtype, copy=False), v[..., :end, :])
+        block = _matmul(xp, probs.astype(dtype, copy=False), v[..., :end, :])
         if out is None:
             out = xp.empty(block.shape[:-2] + (rows, block.shape[-1]), dtype=block.dtype)
         out[..., r0:r1, :] = block
