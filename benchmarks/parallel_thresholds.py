@@ -11,24 +11,12 @@ cores make the split look worse than it is.
     python benchmarks/parallel_thresholds.py [--sizes 256,512,1024,2048] [--threads 2]
 """
 import argparse
-import time
 
 import numpy as np
 
 from genesis.backends import parallel
+from genesis.bench import best_time
 from genesis.ops import _nn_common
-
-
-def best_time(fn, repeat, number):
-    """Best mean wall time of ``number`` calls of ``fn`` over ``repeat`` runs (seconds)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
 
 
 def split(fn, size, threads):

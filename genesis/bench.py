@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run", "matmul_rate", "train_step_flops"]
+__all__ = ["run", "best_time", "matmul_rate", "train_step_flops"]
 
 SIZES = {  # (hidden, intermediate, layers, experts, heads, kv heads, vocab, batch, seq)
     "full": (256, 512, 4, 8, 8, 4, 8000, 4, 128),
@@ -36,7 +36,7 @@ def _torch():
     return torch, transformers
 
 
-def _best(fn, repeat, number):
+def best_time(fn, repeat, number):
     """Seconds per call of ``fn``: the best mean over ``repeat`` runs of ``number`` calls."""
     fn()
     best = float("inf")
@@ -52,16 +52,16 @@ def _pair(g_fn, t_fn, repeat, number):
     """Best times of genesis and PyTorch, measured alternately (``t_fn`` None: genesis only)."""
     g = t = float("inf")
     for _ in range(repeat):
-        g = min(g, _best(g_fn, 1, number))
+        g = min(g, best_time(g_fn, 1, number))
         if t_fn is not None:
-            t = min(t, _best(t_fn, 1, number))
+            t = min(t, best_time(t_fn, 1, number))
     return g, (t if t_fn is not None else None)
 
 
 def matmul_rate(n=1024, repeat=5):
     """This machine's float32 matmul rate in GFLOP/s (NumPy's BLAS, its default threads)."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    return 2 * n ** 3 / _best(lambda: a @ a, repeat, 1) / 1e9
+    return 2 * n ** 3 / best_time(lambda: a @ a, repeat, 1) / 1e9
 
 
 def _config(size):
@@ -242,7 +242,7 @@ def memory_bandwidth(mib=256, repeat=5):
     cols = 4096
     w = np.ones((mib * 2 ** 20 // (4 * cols), cols), np.float32)
     x = np.ones(cols, np.float32)
-    return w.nbytes / _best(lambda: w @ x, repeat, 1) / 1e9
+    return w.nbytes / best_time(lambda: w @ x, repeat, 1) / 1e9
 
 
 def decode_bytes_per_token(model):

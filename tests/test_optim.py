@@ -262,6 +262,16 @@ def test_float32_and_bfloat16_parameters_update_in_their_dtype():
         assert np.allclose(p._array.astype(np.float32), 1 - 0.1 * 0.01 - 0.1, atol=1e-2)
 
 
+def _step_both(gopt, topt, gp, tp, steps):
+    """``steps`` optimizer steps on both sides with the same gradients (``_grad``)."""
+    for k in range(steps):
+        for i, (g, t) in enumerate(zip(gp, tp)):
+            g.grad = genesis.tensor(_grad(k, i, g._array))
+            t.grad = torch.from_numpy(_grad(k, i, t.detach().numpy()))
+        gopt.step()
+        topt.step()
+
+
 @pytest.mark.parametrize("cls, kwargs", [
     ("AdamW", dict(lr=0.02, weight_decay=0.1)),
     ("Adam", dict(lr=0.02, weight_decay=0.1, amsgrad=True, maximize=True)),
@@ -319,12 +329,7 @@ def test_one_step_splits_the_blocks_of_all_parameters_and_matches_torch(
     gopt = getattr(optim, cls)([{"params": gp[:3]}, {"params": gp[3:], "lr": 0.01}], **kwargs)
     topt = getattr(torch.optim, cls)([{"params": tp[:3]}, {"params": tp[3:], "lr": 0.01}],
                                      foreach=False, **kwargs)
-    for k in range(5):
-        for i, (g, t) in enumerate(zip(gp, tp)):
-            g.grad = genesis.tensor(_grad(k, i, g._array))
-            t.grad = torch.from_numpy(_grad(k, i, t.detach().numpy()))
-        gopt.step()
-        topt.step()
+    _step_both(gopt, topt, gp, tp, 5)
     _assert_match(gp, tp)
 
 
@@ -339,12 +344,7 @@ def test_parameters_sharing_memory_are_updated_in_turn_like_torch(two_threads_sm
     tp = [tbase[:600_000].detach().requires_grad_(), tbase[400_000:].detach().requires_grad_()]
     gopt = optim.AdamW(gp, lr=0.05, weight_decay=0.5)
     topt = torch.optim.AdamW(tp, lr=0.05, weight_decay=0.5, foreach=False)
-    for k in range(3):
-        for i, (g, t) in enumerate(zip(gp, tp)):
-            g.grad = genesis.tensor(_grad(k, i, g._array))
-            t.grad = torch.from_numpy(_grad(k, i, t.detach().numpy()))
-        gopt.step()
-        topt.step()
+    _step_both(gopt, topt, gp, tp, 3)
     np.testing.assert_allclose(storage._array, tbase.numpy(), rtol=0, atol=1e-9)
 
 
