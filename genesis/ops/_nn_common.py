@@ -24,7 +24,7 @@ def opmath(x):
 
 
 def _row_sum(xp, a, axis):
-    """``a.sum(axis, keepdims=True)``, through BLAS when ``axis`` is the last one (NumPy)."""
+    """``a.sum(axis, keepdims=True)``; the last axis of a NumPy array takes the fast row sum."""
     if xp is np and axis == a.ndim - 1:
         return parallel.row_sum(a)
     return a.sum(axis=axis, keepdims=True)
