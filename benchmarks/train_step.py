@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 import genesis
+from genesis.bench import train_step_fn
 from genesis.models.transformers import MoEConfig, MoEForCausalLM
-from genesis.optim import AdamW
 
 try:
     import torch
@@ -70,17 +70,11 @@ def train_step_benchmark(args):
     model, hf = genesis_and_torch_models(config)
     rng = np.random.default_rng(0)
     ids_np = rng.integers(0, args.vocab, (args.batch, args.seq))
-    ids = genesis.tensor(ids_np)
-    model.train()
-    optimizer = AdamW(model.parameters(), lr=1e-4)
     losses = {}
+    genesis_train = train_step_fn(model, ids_np)
 
     def genesis_step():
-        loss, _ = model(ids, labels=ids)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.setdefault("genesis", loss.item())
+        losses.setdefault("genesis", genesis_train().item())
 
     print(f"\nPart 1: training step, Mixtral-style: hidden {args.hidden}, {args.layers} layers, "
           f"{args.experts} experts top-{args.top_k}, intermediate {args.intermediate}, heads "
@@ -91,16 +85,10 @@ def train_step_benchmark(args):
     if hf is None:
         print("  transformers/torch not installed: no reference timing")
         return
-    hf.train()
-    torch_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-    torch_ids = torch.tensor(ids_np)
+    torch_train = train_step_fn(hf, ids_np, torch)
 
     def torch_step():
-        out = hf(torch_ids, labels=torch_ids, output_router_logits=True)
-        torch_opt.zero_grad()
-        out.loss.backward()
-        torch_opt.step()
-        losses.setdefault("torch", out.loss.item())
+        losses.setdefault("torch", torch_train().item())
 
     t_torch, best_torch = step_times(torch_step, args.steps, args.warmup)
     impl = (hf.config._attn_implementation, hf.config._experts_implementation)

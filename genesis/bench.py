@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run", "best_time", "matmul_rate", "train_step_flops"]
+__all__ = ["run", "best_time", "matmul_rate", "train_step_flops", "train_step_fn"]
 
 SIZES = {  # (hidden, intermediate, layers, experts, heads, kv heads, vocab, batch, seq)
     "full": (256, 512, 4, 8, 8, 4, 8000, 4, 128),
@@ -114,34 +114,42 @@ def bench_train(size, torch, transformers, repeat):
     return rows, notes
 
 
-def _train_row(size, torch, transformers, repeat, rate):
-    import genesis
-    from .optim import AdamW
-    model, hf = _models(size, torch, transformers)
-    batch, seq = SIZES[size][7], SIZES[size][8]
-    ids_np = np.random.default_rng(0).integers(0, model.config.vocab_size, (batch, seq))
-    ids = genesis.tensor(ids_np)
+def train_step_fn(model, ids_np, torch=None):
+    """A closure running one training step on the token ids ``ids_np`` (forward with the ids as
+    labels, backward, AdamW at lr 1e-4) and returning the loss: of a genesis model, or of a
+    transformers model when ``torch`` is given (with its router logits, so the auxiliary loss
+    counts as in genesis)."""
     model.train()
-    opt = AdamW(model.parameters(), lr=1e-4)
+    if torch is None:
+        import genesis
+        from .optim import AdamW
+        opt = AdamW(model.parameters(), lr=1e-4)
+        ids = genesis.tensor(ids_np)
 
-    def g_step():
-        loss, _ = model(ids, labels=ids)
+        def forward():
+            return model(ids, labels=ids)[0]
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        ids = torch.tensor(ids_np)
+
+        def forward():
+            return model(ids, labels=ids, output_router_logits=True).loss
+
+    def step():
+        loss = forward()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        return loss
+    return step
 
-    t_step = None
-    if hf is not None:
-        hf.train()
-        t_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-        t_ids = torch.tensor(ids_np)
 
-        def t_step():
-            out = hf(t_ids, labels=t_ids, output_router_logits=True)
-            t_opt.zero_grad()
-            out.loss.backward()
-            t_opt.step()
-
+def _train_row(size, torch, transformers, repeat, rate):
+    model, hf = _models(size, torch, transformers)
+    batch, seq = SIZES[size][7], SIZES[size][8]
+    ids_np = np.random.default_rng(0).integers(0, model.config.vocab_size, (batch, seq))
+    g_step = train_step_fn(model, ids_np)
+    t_step = None if hf is None else train_step_fn(hf, ids_np, torch)
     g, t = _pair(g_step, t_step, repeat, 1)
     flops = train_step_flops(model.config, batch, seq)
     c = model.config
@@ -380,29 +388,11 @@ def _memory_steps(size, lib, torch, transformers):
     batch, seq = SIZES[size][7], SIZES[size][8]
     ids_np = np.random.default_rng(0).integers(0, SIZES[size][6], (batch, seq))
     if lib == "torch":
-        with tempfile.TemporaryDirectory() as directory:
-            _models(size, None, None)[0].save_pretrained(directory)
-            hf = transformers.MixtralForCausalLM.from_pretrained(directory, dtype=torch.float32)
-        hf.train()
-        opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-        ids = torch.tensor(ids_np)
-        for _ in range(3):
-            out = hf(ids, labels=ids, output_router_logits=True)
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-        return
-    import genesis
-    from .optim import AdamW
-    model = _models(size, None, None)[0]
-    model.train()
-    opt = AdamW(model.parameters(), lr=1e-4)
-    ids = genesis.tensor(ids_np)
+        step = train_step_fn(_models(size, torch, transformers)[1], ids_np, torch)
+    else:
+        step = train_step_fn(_models(size, None, None)[0], ids_np)
     for _ in range(3):
-        loss, _ = model(ids, labels=ids)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        step()
 
 
 def bench_memory(size, torch):
