@@ -171,34 +171,40 @@ def _check_int_divisor(op, b, dt):
         raise RuntimeError(f"{op}: ZeroDivisionError (integer division by zero)")
 
 
+def _mod_forward(ctx, a, b, name):
+    """``a mod b`` by the ufunc ``name`` (``remainder``: Python's sign, ``fmod``: C's)."""
+    ctx.save_for_backward(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return getattr(ctx.xp, name)(a, b)
+
+
+def _mod_backward(ctx, g, rounding):
+    """``a mod b = a - b * round(a / b)``: gradient ``g`` for ``a``, ``-g * round(a / b)`` for
+    ``b``, with the quotient rounded by the ufunc ``rounding`` (``floor`` or ``trunc``)."""
+    a, b = ctx.saved_tensors
+    na, nb = ctx.needs_input_grad
+    return (unbroadcast(g, _shape(a)) if na else None,
+            unbroadcast(-g * getattr(ctx.xp, rounding)(a / b), _shape(b)) if nb else None)
+
+
 class Remainder(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return ctx.xp.remainder(a, b)
+        return _mod_forward(ctx, a, b, "remainder")
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        na, nb = ctx.needs_input_grad
-        return (unbroadcast(g, _shape(a)) if na else None,
-                unbroadcast(-g * ctx.xp.floor(a / b), _shape(b)) if nb else None)
+        return _mod_backward(ctx, g, "floor")
 
 
 class Fmod(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return ctx.xp.fmod(a, b)
+        return _mod_forward(ctx, a, b, "fmod")
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        na, nb = ctx.needs_input_grad
-        return (unbroadcast(g, _shape(a)) if na else None,
-                unbroadcast(-g * ctx.xp.trunc(a / b), _shape(b)) if nb else None)
+        return _mod_backward(ctx, g, "trunc")
 
 
 class RoundedDiv(Function):
