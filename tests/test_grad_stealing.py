@@ -12,32 +12,25 @@ from genesis.autograd import Function
 KEPT = []
 
 
-class Fresh(Function):
-    """Identity whose backward returns a new array and remembers it weakly."""
+def _identity_keeping(keep):
+    """An identity Function whose backward returns a new array and appends ``keep(array)`` to
+    ``KEPT``."""
 
-    @staticmethod
-    def forward(ctx, x):
-        return x.copy()
+    class Identity(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
 
-    @staticmethod
-    def backward(ctx, g):
-        out = g * 1
-        KEPT.append(weakref.ref(out))
-        return out
+        @staticmethod
+        def backward(ctx, g):
+            out = g * 1
+            KEPT.append(keep(out))
+            return out
+    return Identity
 
 
-class Kept(Function):
-    """Identity whose backward returns a new array it also keeps."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.copy()
-
-    @staticmethod
-    def backward(ctx, g):
-        out = g * 1
-        KEPT.append(out)
-        return out
+Fresh = _identity_keeping(weakref.ref)   # remembers its gradient weakly
+Kept = _identity_keeping(lambda array: array)   # keeps its gradient alive
 
 
 def _leaf():
